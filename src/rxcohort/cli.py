@@ -1,0 +1,234 @@
+"""The ``rxcohort`` console command. Thin: parse options, call the library, print a summary.
+
+Errors reach the user as one line on stderr and a non-zero exit status; ``--debug`` shows the
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rxcohort.errors import RxCohortError
+
+app = typer.Typer(
+    name="rxcohort",
+    help="Cohorts of drug initiators from prescription-registry deliveries (Spark + Delta Lake).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+_STATE = {"debug": False}
+
+WarehouseOpt = Annotated[
+    Path | None,
+    typer.Option("--warehouse", "-w", help="Warehouse directory (default: ./warehouse or $RXCOHORT_WAREHOUSE)."),
+]
+
+
+def _warehouse(value: Path | None) -> Path:
+    from rxcohort.config import app_settings
+
+    return value if value is not None else Path(app_settings().warehouse)
+
+
+def _spark():
+    from rxcohort.spark import build_session
+
+    return build_session()
+
+
+def print_summary(title: str, rows: list[tuple[str, str]]) -> None:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value", justify="right")
+    for key, value in rows:
+        table.add_row(str(key), str(value))
+    console.print(table)
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    _STATE["debug"] = debug
+
+
+@app.command()
+def generate(
+    out_dir: Annotated[Path, typer.Argument(help="Directory to write the synthetic delivery into.")],
+    persons: Annotated[int, typer.Option(help="Number of persons in the population.")] = 20000,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed and options give identical files.")] = 2013,
+    start: Annotated[str, typer.Option(help="First day of the delivery period (YYYY-MM-DD).")] = "2011-01-01",
+    end: Annotated[str, typer.Option(help="Last day of the delivery period (YYYY-MM-DD).")] = "2015-12-31",
+    defects: Annotated[float, typer.Option(help="Share of rows given a delivery defect (0 to 0.5).")] = 0.0,
+    gzip: Annotated[bool, typer.Option("--gzip/--no-gzip", help="Write .csv.gz files.")] = False,
+) -> None:
+    """Write a synthetic NorPD-like delivery (CONTRACT §1) with truth.json beside it."""
+    from rxcohort.generate import generate_delivery
+
+    result = generate_delivery(
+        _spark(),
+        out_dir,
+        persons=persons,
+        seed=seed,
+        start=_parse_date(start, "--start"),
+        end=_parse_date(end, "--end"),
+        defects=defects,
+        gzip=gzip,
+    )
+    print_summary(f"Generated delivery {out_dir}", result.summary_rows())
+
+
+@app.command()
+def ingest(
+    delivery_dir: Annotated[Path, typer.Argument(help="The delivery directory (CONTRACT §1).")],
+    warehouse: WarehouseOpt = None,
+) -> None:
+    """Load a delivery into bronze, silver and quarantine, gated by the quality suites. Safe to repeat."""
+    from rxcohort.ingest import ingest_delivery
+
+    result = ingest_delivery(_spark(), delivery_dir, warehouse=_warehouse(warehouse), progress=_progress)
+    print_summary(f"Ingested {delivery_dir}", result.summary_rows())
+
+
+@app.command()
+def check(study_file: Annotated[Path, typer.Argument(help="A study file (cohorts/*.yaml).")]) -> None:
+    """Validate a study file and print it in plain words. Starts no Spark."""
+    from rxcohort.study import describe_study, load_study
+
+    study = load_study(study_file)
+    console.print(describe_study(study))
+
+
+@app.command()
+def run(
+    study_file: Annotated[Path, typer.Argument(help="A study file (cohorts/*.yaml).")],
+    warehouse: WarehouseOpt = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Rebuild a past run from its input versions.")] = None,
+) -> None:
+    """Build the study's cohort, outcomes, statistics, persistence and report."""
+    from rxcohort.study import run_study
+
+    result = run_study(_spark(), study_file, warehouse=_warehouse(warehouse), as_of=as_of, progress=_progress)
+    print_summary(f"Study {result.study_id}", result.summary_rows())
+
+
+@app.command()
+def demo(
+    warehouse: WarehouseOpt = None,
+    persons: Annotated[int | None, typer.Option(help="Persons in the synthetic delivery.")] = None,
+) -> None:
+    """Generate a synthetic delivery, ingest it and run the reference study."""
+    from rxcohort.demo import run_demo
+
+    run_demo(_spark(), warehouse=_warehouse(warehouse), persons=persons, progress=_progress, console=console)
+
+
+@app.command()
+def export(
+    study_id: Annotated[str, typer.Argument(help="Study id (the study file name without .yaml).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the CSV files.")],
+    warehouse: WarehouseOpt = None,
+) -> None:
+    """Write the study's result tables as CSV, person counts 1-4 masked as <5."""
+    from rxcohort.export import export_study
+
+    written = export_study(_spark(), study_id, out=out, warehouse=_warehouse(warehouse))
+    print_summary(f"Exported {study_id}", [(p.name, "written") for p in written])
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help='Spark SQL, e.g. "SELECT count(*) FROM silver.dispensings".')],
+    warehouse: WarehouseOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the result to .csv or .parquet instead.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to print.")] = 50,
+) -> None:
+    """Run Spark SQL over the warehouse tables (silver.dispensings, <study_id>.cohort, ...)."""
+    from rxcohort.analyst import run_sql
+
+    run_sql(_spark(), query, warehouse=_warehouse(warehouse), out=out, limit=limit, console=console)
+
+
+@app.command()
+def tables(warehouse: WarehouseOpt = None) -> None:
+    """List the warehouse's Delta tables with version and row count."""
+    from rxcohort.analyst import list_tables
+
+    list_tables(_warehouse(warehouse), console=console)
+
+
+@app.command()
+def history(
+    table: Annotated[str, typer.Argument(help="Table name, e.g. silver.dispensings or ldn_opioids_2013.cohort.")],
+    warehouse: WarehouseOpt = None,
+) -> None:
+    """Show a table's Delta commit history."""
+    from rxcohort.analyst import show_history
+
+    show_history(_warehouse(warehouse), table, console=console)
+
+
+def _progress(message: str) -> None:
+    err_console.print(f"[dim]…[/dim] {message}")
+
+
+def _parse_date(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise RxCohortError(f"{option} must be a date as YYYY-MM-DD, not {value!r}") from exc
+
+
+def main() -> None:
+    """Console entry point: one clear line and a non-zero status on any error."""
+    try:
+        app(standalone_mode=False)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        sys.exit(code or 0)
+    except typer.Abort:
+        err_console.print("rxcohort: aborted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        import click
+
+        if _STATE["debug"]:
+            err_console.print_exception()
+        if isinstance(exc, click.UsageError):
+            sys.stderr.write(f"rxcohort: {exc.format_message()}\n")
+            sys.exit(2)
+        if isinstance(exc, click.ClickException):
+            sys.stderr.write(f"rxcohort: {exc.format_message()}\n")
+            sys.exit(exc.exit_code)
+        if isinstance(exc, RxCohortError):
+            sys.stderr.write(f"rxcohort: {_one_line(str(exc))}\n")
+            sys.exit(exc.exit_code)
+        from rxcohort.spark import JavaMissingError
+
+        if isinstance(exc, JavaMissingError):
+            sys.stderr.write(f"rxcohort: {exc}\n")
+            sys.exit(3)
+        sys.stderr.write(
+            f"rxcohort: internal error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with --debug)\n"
+        )
+        sys.exit(1)
+
+
+def _one_line(text: str) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return first[:500]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Typed, layered configuration: ``conf/base`` overlaid by ``conf/<env>``, then the environment.
+
+This is the one module that reads environment variables. Everything else receives plain values.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+ENV_VAR = "RXCOHORT_ENV"
+CONF_DIR_VAR = "RXCOHORT_CONF_DIR"
+WAREHOUSE_VAR = "RXCOHORT_WAREHOUSE"
+BACKEND_VAR = "RXCOHORT_DELTA_BACKEND"
+DEFAULT_ENV = "local"
+
+# Used when no conf/ directory can be found (a wheel installed on a cluster without the repo).
+_BUILTIN_SPARK: dict[str, Any] = {
+    "app_name": "rxcohort",
+    "master": None,
+    "log_level": "ERROR",
+    "spark_conf": {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.sql.legacy.timeParserPolicy": "CORRECTED",
+    },
+}
+
+
+class SparkSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    app_name: str = "rxcohort"
+    master: str | None = None
+    log_level: str = "ERROR"
+    spark_conf: dict[str, str] = Field(default_factory=dict)
+
+
+class DemoSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    persons: int = 20000
+    seed: int = 2013
+    study: str = "ldn_opioids_2013"
+
+
+class AppSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    warehouse: str = "./warehouse"
+    demo: DemoSettings = Field(default_factory=DemoSettings)
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``over`` into a copy of ``base``; nested mappings merge, everything else replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def current_env() -> str:
+    return os.environ.get(ENV_VAR, DEFAULT_ENV)
+
+
+def conf_dir() -> Path | None:
+    """Where the layered configuration lives: $RXCOHORT_CONF_DIR, the source checkout, or ./conf."""
+    explicit = os.environ.get(CONF_DIR_VAR)
+    candidates = [Path(explicit)] if explicit else []
+    candidates += [Path(__file__).resolve().parents[2] / "conf", Path.cwd() / "conf"]
+    for candidate in candidates:
+        if (candidate / "base").is_dir():
+            return candidate
+    return None
+
+
+def project_root() -> Path | None:
+    """The source checkout holding conf/, cohorts/ and expectations/, when there is one."""
+    directory = conf_dir()
+    return directory.parent if directory else None
+
+
+def _load_layer(directory: Path | None, env: str, name: str) -> dict[str, Any]:
+    if directory is None:
+        return {}
+    merged: dict[str, Any] = {}
+    for layer in ("base", env):
+        path = directory / layer / name
+        if path.is_file():
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            if not isinstance(data, dict):
+                raise ValueError(f"{path}: expected a mapping at the top level")
+            merged = deep_merge(merged, data)
+    return merged
+
+
+def spark_settings(env: str | None = None) -> SparkSettings:
+    env = env or current_env()
+    directory = conf_dir()
+    data = deep_merge(_BUILTIN_SPARK, _load_layer(directory, env, "spark.yaml"))
+    data["spark_conf"] = {k: str(v) for k, v in (data.get("spark_conf") or {}).items()}
+    return SparkSettings.model_validate(data)
+
+
+def app_settings(env: str | None = None) -> AppSettings:
+    env = env or current_env()
+    data = _load_layer(conf_dir(), env, "rxcohort.yaml")
+    if os.environ.get(WAREHOUSE_VAR):
+        data["warehouse"] = os.environ[WAREHOUSE_VAR]
+    return AppSettings.model_validate(data)
+
+
+def delta_backend_preference() -> str:
+    """``auto`` (default), ``spark`` or ``rs``: which Delta backend rxcohort.io should use."""
+    value = os.environ.get(BACKEND_VAR, "auto").strip().lower()
+    if value not in {"auto", "spark", "rs"}:
+        raise ValueError(f"{BACKEND_VAR} must be auto, spark or rs, not {value!r}")
+    return value

@@ -1,0 +1,39 @@
+"""Errors a user can act on. The CLI prints their message as one line and exits non-zero.
+
+Messages never carry a person-level value (person_id, a person's dates): name the file,
+the column, the rule and the count instead.
+"""
+
+from __future__ import annotations
+
+
+class RxCohortError(Exception):
+    """Base class: a problem with the input, the study file or the warehouse."""
+
+    exit_code = 1
+
+
+class ConfigError(RxCohortError):
+    """A configuration or study file is invalid."""
+
+    exit_code = 2
+
+
+class DeliveryError(RxCohortError):
+    """A delivery file cannot be read as the contract says; nothing was changed."""
+
+
+class QualityGateError(RxCohortError):
+    """A hard data-quality expectation failed; nothing was committed."""
+
+
+class TableNotFoundError(RxCohortError):
+    """A Delta table that should exist does not."""
+
+
+class TableExistsError(RxCohortError):
+    """Write mode ``error`` refused to write over an existing table."""
+
+
+class CommitConflictError(RxCohortError):
+    """Another writer committed first and the transaction could not be reconciled."""

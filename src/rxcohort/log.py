@@ -1,0 +1,29 @@
+"""Our own log lines: short, one per step, never a person-level value."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+_CONFIGURED = False
+
+
+def get_logger(name: str = "rxcohort") -> logging.Logger:
+    """Return a logger under the ``rxcohort`` hierarchy, configuring the root once."""
+    global _CONFIGURED
+    if not _CONFIGURED:
+        level = os.environ.get("RXCOHORT_LOG_LEVEL", "INFO").upper()
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s rxcohort %(levelname)s %(message)s", "%H:%M:%S"))
+        root = logging.getLogger("rxcohort")
+        root.addHandler(handler)
+        root.setLevel(level)
+        root.propagate = False
+        # py4j and GX are chatty at INFO; their messages are not ours to show.
+        logging.getLogger("py4j").setLevel(logging.WARNING)
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        _CONFIGURED = True
+    if name == "rxcohort" or name.startswith("rxcohort."):
+        return logging.getLogger(name)
+    return logging.getLogger(f"rxcohort.{name}")

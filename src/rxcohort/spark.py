@@ -1,0 +1,83 @@
+"""The Spark session factory: layered settings in, one configured session out."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+from pyspark.sql import SparkSession
+
+from rxcohort.config import SparkSettings, spark_settings
+from rxcohort.log import get_logger
+
+log = get_logger("spark")
+
+JAVA_HELP = (
+    "Java 17 is required by Spark 4 but was not found; install it "
+    "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless; macOS: brew install openjdk@17) "
+    "or set JAVA_HOME"
+)
+
+
+class JavaMissingError(RuntimeError):
+    """Raised when no usable Java runtime is on the machine."""
+
+
+def java_version() -> int | None:
+    """Major version of the Java runtime Spark will use, or None when there is none."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        return None
+    try:
+        proc = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', proc.stderr + proc.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major
+
+
+def check_java() -> None:
+    version = java_version()
+    if version is None:
+        raise JavaMissingError(JAVA_HELP)
+    if version < 17:
+        raise JavaMissingError(f"Java {version} found; {JAVA_HELP}")
+
+
+def build_session(settings: SparkSettings | None = None, *, app_name: str | None = None) -> SparkSession:
+    """Return the active session, or build one from ``settings`` (default: the layered config).
+
+    Under spark-submit an active session or submit-time settings win: the ``cluster`` profile
+    sets nothing, so spark-submit's ``--master`` and memory flags are what count.
+    """
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    settings = settings or spark_settings()
+    check_java()
+    builder = SparkSession.builder.appName(app_name or settings.app_name)
+    if settings.master and "spark.master" not in _submit_conf():
+        builder = builder.master(settings.master)
+    for key, value in settings.spark_conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel(settings.log_level)
+    log.info(
+        "spark %s session up: master=%s, shuffle partitions=%s",
+        session.version,
+        session.sparkContext.master,
+        session.conf.get("spark.sql.shuffle.partitions"),
+    )
+    return session
+
+
+def _submit_conf() -> set[str]:
+    # spark-submit passes its settings to the Python driver through this variable.
+    submit_args = os.environ.get("PYSPARK_SUBMIT_ARGS", "")
+    return {"spark.master"} if "--master" in submit_args else set()
