@@ -37,6 +37,7 @@ class SparkSettings(BaseModel):
     app_name: str = "rxcohort"
     master: str | None = None
     log_level: str = "ERROR"
+    quiet_console: bool = True
     spark_conf: dict[str, str] = Field(default_factory=dict)
 
 

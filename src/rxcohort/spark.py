@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -13,6 +14,8 @@ from rxcohort.config import SparkSettings, spark_settings
 from rxcohort.log import get_logger
 
 log = get_logger("spark")
+
+LOG4J_CONF = Path(__file__).resolve().parent / "resources" / "log4j2.properties"
 
 JAVA_HELP = (
     "Java 17 is required by Spark 4 but was not found; install it "
@@ -50,7 +53,9 @@ def check_java() -> None:
         raise JavaMissingError(f"Java {version} found; {JAVA_HELP}")
 
 
-def build_session(settings: SparkSettings | None = None, *, app_name: str | None = None) -> SparkSession:
+def build_session(
+    settings: SparkSettings | None = None, *, app_name: str | None = None
+) -> SparkSession:
     """Return the active session, or build one from ``settings`` (default: the layered config).
 
     Under spark-submit an active session or submit-time settings win: the ``cluster`` profile
@@ -64,7 +69,14 @@ def build_session(settings: SparkSettings | None = None, *, app_name: str | None
     builder = SparkSession.builder.appName(app_name or settings.app_name)
     if settings.master and "spark.master" not in _submit_conf():
         builder = builder.master(settings.master)
-    for key, value in settings.spark_conf.items():
+    spark_conf = dict(settings.spark_conf)
+    if settings.quiet_console:
+        # Spark's log4j banner and warnings are not for our users; errors still show.
+        quiet = f"-Dlog4j2.configurationFile={LOG4J_CONF.as_uri()}"
+        for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
+            if "log4j2.configurationFile" not in spark_conf.get(key, ""):
+                spark_conf[key] = f"{spark_conf.get(key, '')} {quiet}".strip()
+    for key, value in spark_conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel(settings.log_level)

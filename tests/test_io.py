@@ -1,0 +1,423 @@
+"""rxcohort.io: Delta tables written through Spark + a deltalake commit, read back by anyone."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import Row
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DateType,
+    DecimalType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+from pyspark.testing import assertDataFrameEqual
+
+from rxcohort import io
+from rxcohort.errors import TableExistsError, TableNotFoundError
+
+ALL_TYPES = StructType(
+    [
+        StructField("s", StringType()),
+        StructField("i", IntegerType()),
+        StructField("l", LongType()),
+        StructField("d", DoubleType()),
+        StructField("b", BooleanType()),
+        StructField("day", DateType()),
+        StructField("ts", TimestampType()),
+        StructField("dec", DecimalType(12, 3)),
+        StructField("ids", ArrayType(StringType())),
+    ]
+)
+ALL_ROWS = [
+    ("a", 1, 10_000_000_000, 1.5, True, date(2013, 1, 1), datetime(2013, 2, 3, 4, 5, 6, tzinfo=timezone.utc),
+     Decimal("1.250"), ["x", "y"]),
+    ("æøå", -2, -1, -0.25, False, date(2013, 12, 31), datetime(2014, 1, 1, 0, 0, tzinfo=timezone.utc),
+     Decimal("-3.000"), []),
+    (None, None, None, None, None, None, None, None, None),
+]  # fmt: skip
+
+SIMPLE = StructType(
+    [
+        StructField("id", LongType()),
+        StructField("year", IntegerType()),
+        StructField("v", StringType()),
+    ]
+)
+
+
+def simple(spark, rows):
+    return spark.createDataFrame(rows, SIMPLE)
+
+
+def test_round_trip_of_every_type(spark, tmp_path):
+    df = spark.createDataFrame(ALL_ROWS, ALL_TYPES)
+    version = io.write_table(df, tmp_path / "t", mode="error")
+    assert version == 0
+    back = io.read_table(spark, tmp_path / "t")
+    assert back.schema.simpleString() == ALL_TYPES.simpleString()
+    assertDataFrameEqual(back, df)
+
+
+def test_round_trip_is_readable_by_deltalake_alone_with_the_same_values(spark, tmp_path):
+    from deltalake import DeltaTable
+
+    df = spark.createDataFrame(ALL_ROWS, ALL_TYPES)
+    io.write_table(df, tmp_path / "t", mode="error")
+    table = DeltaTable(str(tmp_path / "t")).to_pyarrow_table()
+    rows = sorted(table.to_pylist(), key=lambda r: (r["s"] is None, r["s"] or ""))
+    assert [r["s"] for r in rows] == ["a", "æøå", None]
+    assert rows[0]["l"] == 10_000_000_000
+    assert rows[0]["day"] == date(2013, 1, 1)
+    assert rows[0]["ts"] == datetime(2013, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+    assert rows[0]["dec"] == Decimal("1.250")
+    assert rows[0]["ids"] == ["x", "y"]
+    assert rows[1]["ids"] == []
+    assert rows[2] == {k: None for k in ALL_TYPES.fieldNames()}
+
+
+def test_commit_carries_per_file_statistics_from_the_parquet_footer(spark, tmp_path):
+    rows = [(i, 2013, f"v{i:02d}") for i in range(10)] + [(99, 2013, None)]
+    io.write_table(simple(spark, rows).coalesce(1), tmp_path / "t", mode="error")
+    log = (tmp_path / "t" / "_delta_log" / "00000000000000000000.json").read_text().splitlines()
+    adds = [json.loads(line)["add"] for line in log if '"add"' in line]
+    assert len(adds) == 1
+    stats = json.loads(adds[0]["stats"])
+    assert stats["numRecords"] == 11
+    assert stats["minValues"] == {"id": 0, "year": 2013, "v": "v00"}
+    assert stats["maxValues"] == {"id": 99, "year": 2013, "v": "v09"}
+    assert stats["nullCount"] == {"id": 0, "year": 0, "v": 1}
+    assert adds[0]["size"] == (tmp_path / "t" / adds[0]["path"]).stat().st_size
+
+
+def test_append_adds_a_version_and_overwrite_replaces_content(spark, tmp_path):
+    path = tmp_path / "t"
+    assert io.write_table(simple(spark, [(1, 2013, "a")]), path, mode="error") == 0
+    assert io.write_table(simple(spark, [(2, 2013, "b")]), path, mode="append") == 1
+    assertDataFrameEqual(
+        io.read_table(spark, path), simple(spark, [(1, 2013, "a"), (2, 2013, "b")])
+    )
+    assert io.write_table(simple(spark, [(3, 2014, "c")]), path, mode="overwrite") == 2
+    assertDataFrameEqual(io.read_table(spark, path), simple(spark, [(3, 2014, "c")]))
+    assert io.table_version(path) == 2
+
+
+def test_time_travel_reads_older_versions(spark, tmp_path):
+    path = tmp_path / "t"
+    io.write_table(simple(spark, [(1, 2013, "a")]), path, mode="error")
+    io.write_table(simple(spark, [(2, 2013, "b")]), path, mode="append")
+    io.write_table(simple(spark, [(3, 2014, "c")]), path, mode="overwrite")
+    assertDataFrameEqual(io.read_table(spark, path, version=0), simple(spark, [(1, 2013, "a")]))
+    assertDataFrameEqual(
+        io.read_table(spark, path, version=1), simple(spark, [(1, 2013, "a"), (2, 2013, "b")])
+    )
+    assertDataFrameEqual(io.read_table(spark, path, version=2), simple(spark, [(3, 2014, "c")]))
+    with pytest.raises(TableNotFoundError, match="versions 0..2"):
+        io.read_table(spark, path, version=3)
+
+
+def test_history_lists_commits_newest_first_with_commit_info(spark, tmp_path):
+    path = tmp_path / "t"
+    io.write_table(
+        simple(spark, [(1, 2013, "a")]), path, mode="error", commit_info={"load_id": "L1"}
+    )
+    io.write_table(
+        simple(spark, [(2, 2013, "b")]), path, mode="append", commit_info={"load_id": "L2"}
+    )
+    history = io.table_history(path)
+    assert [h["version"] for h in history] == [1, 0]
+    assert history[0]["info"]["load_id"] == "L2"
+    assert history[1]["info"]["load_id"] == "L1"
+    assert "rxcohort.txn" not in history[0]["info"]
+
+
+def test_error_mode_refuses_to_touch_an_existing_table(spark, tmp_path):
+    path = tmp_path / "t"
+    io.write_table(simple(spark, [(1, 2013, "a")]), path, mode="error")
+    with pytest.raises(TableExistsError):
+        io.write_table(simple(spark, [(2, 2013, "b")]), path, mode="error")
+    with pytest.raises(TableExistsError):
+        io.write_table(simple(spark, [(2, 2013, "b")]), path)  # error is the default
+    assert io.table_version(path) == 0
+    assertDataFrameEqual(io.read_table(spark, path), simple(spark, [(1, 2013, "a")]))
+
+
+def test_missing_table_is_a_clear_error(spark, tmp_path):
+    assert io.table_version(tmp_path / "nope") is None
+    assert not io.table_exists(tmp_path / "nope")
+    with pytest.raises(TableNotFoundError, match="no Delta table"):
+        io.read_table(spark, tmp_path / "nope")
+
+
+def test_append_with_other_columns_is_refused(spark, tmp_path):
+    path = tmp_path / "t"
+    io.write_table(simple(spark, [(1, 2013, "a")]), path, mode="error")
+    other = spark.createDataFrame([(1, "x")], "id long, w string")
+    with pytest.raises(Exception, match="do not match"):
+        io.write_table(other, path, mode="append")
+    assert io.table_version(path) == 0
+
+
+def test_partitioned_write_and_partition_pruned_read(spark, tmp_path):
+    path = tmp_path / "t"
+    rows = [(i, 2011 + i % 3, f"v{i}") for i in range(30)]
+    io.write_table(
+        simple(spark, rows), path, mode="error", partition_by=["year"], sort_within_partitions=["v"]
+    )
+    assert sorted(p.name for p in path.iterdir() if p.name.startswith("year=")) == [
+        "year=2011",
+        "year=2012",
+        "year=2013",
+    ]
+    back = io.read_table(spark, path)
+    assert back.columns == ["id", "year", "v"]
+    assertDataFrameEqual(back, simple(spark, rows))
+    only_2012 = back.where(F.col("year") == 2012)
+    plan = only_2012._jdf.queryExecution().executedPlan().toString()
+    assert "PartitionFilters: [isnotnull(year" in plan and "= 2012)" in plan
+    assert only_2012.count() == 10
+    assert _files_scanned(only_2012) == 1
+
+
+def _files_scanned(df) -> int:
+    df.collect()
+    leaves = df._jdf.queryExecution().executedPlan().collectLeaves().iterator()
+    total = 0
+    while leaves.hasNext():
+        metrics = leaves.next().metrics()
+        if metrics.contains("numFiles"):
+            total += metrics.get("numFiles").get().value()
+    return total
+
+
+def test_replace_where_overwrites_only_the_named_partitions(spark, tmp_path):
+    path = tmp_path / "t"
+    rows = [(1, 2011, "a"), (2, 2012, "b"), (3, 2013, "c")]
+    io.write_table(simple(spark, rows), path, mode="error", partition_by=["year"])
+    io.write_table(
+        simple(spark, [(20, 2012, "B"), (21, 2012, "BB")]),
+        path,
+        mode="overwrite",
+        partition_by=["year"],
+        replace_where={"year": [2012]},
+    )
+    expected = [(1, 2011, "a"), (20, 2012, "B"), (21, 2012, "BB"), (3, 2013, "c")]
+    assertDataFrameEqual(io.read_table(spark, path), simple(spark, expected))
+    assert io.table_version(path) == 1
+
+
+def test_string_partition_values_with_odd_characters(spark, tmp_path):
+    path = tmp_path / "t"
+    df = spark.createDataFrame(
+        [("dispensings/dispensings_2013.csv", 1), ("a b=c", 2), (None, 3)], "f string, n int"
+    )
+    io.write_table(df, path, mode="error", partition_by=["f"])
+    assertDataFrameEqual(io.read_table(spark, path), df)
+    io.write_table(
+        spark.createDataFrame([("a b=c", 9)], "f string, n int"),
+        path,
+        mode="overwrite",
+        partition_by=["f"],
+        replace_where={"f": "a b=c"},
+    )
+    expected = spark.createDataFrame(
+        [("dispensings/dispensings_2013.csv", 1), ("a b=c", 9), (None, 3)], "f string, n int"
+    )
+    assertDataFrameEqual(io.read_table(spark, path), expected)
+    from deltalake import DeltaTable
+
+    arrow = DeltaTable(str(path)).to_pyarrow_table()
+    assert sorted(zip(arrow["n"].to_pylist(), arrow["f"].to_pylist(), strict=True)) == [
+        (1, "dispensings/dispensings_2013.csv"),
+        (3, None),
+        (9, "a b=c"),
+    ]
+
+
+def test_empty_frame_makes_an_empty_table(spark, tmp_path):
+    path = tmp_path / "t"
+    io.write_table(simple(spark, []), path, mode="error", partition_by=["year"])
+    back = io.read_table(spark, path)
+    assert back.count() == 0
+    assert back.schema.simpleString() == SIMPLE.simpleString()
+
+
+def test_written_table_opens_with_deltalake_and_polars(spark, tmp_path):
+    import polars as pl
+    from deltalake import DeltaTable
+
+    path = tmp_path / "t"
+    rows = [(i, 2011 + i % 2, f"v{i}") for i in range(6)]
+    io.write_table(simple(spark, rows), path, mode="error", partition_by=["year"])
+    io.write_table(simple(spark, [(100, 2015, "new")]), path, mode="append", partition_by=["year"])
+    table = DeltaTable(str(path))
+    assert table.version() == 1
+    assert len(table.history()) == 2
+    arrow = table.to_pyarrow_table()
+    assert sorted(arrow["id"].to_pylist()) == [0, 1, 2, 3, 4, 5, 100]
+    frame = pl.read_delta(str(path)).sort("id")
+    assert frame["id"].to_list() == [0, 1, 2, 3, 4, 5, 100]
+    assert frame["year"].to_list() == [2011, 2012, 2011, 2012, 2011, 2012, 2015]
+    old = pl.read_delta(str(path), version=0)
+    assert old.height == 6
+
+
+def test_table_written_by_deltalake_alone_is_read_by_rxcohort(spark, tmp_path):
+    from deltalake import write_deltalake
+
+    path = tmp_path / "t"
+    data = pa.table(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "year": pa.array([2012, 2013, 2013], pa.int32()),
+            "v": pa.array(["a", None, "c"]),
+            "day": pa.array([date(2012, 5, 1), date(2013, 1, 2), None], pa.date32()),
+        }
+    )
+    write_deltalake(str(path), data, partition_by=["year"])
+    write_deltalake(str(path), data.slice(0, 1), mode="append")
+    back = io.read_table(spark, path)
+    expected = spark.createDataFrame(
+        [(1, 2012, "a", date(2012, 5, 1)), (2, 2013, None, date(2013, 1, 2)), (3, 2013, "c", None),
+         (1, 2012, "a", date(2012, 5, 1))],
+        "id long, year int, v string, day date",
+    )  # fmt: skip
+    assertDataFrameEqual(back, expected)
+    assertDataFrameEqual(io.read_table(spark, path, version=0), expected.limit(3).orderBy("id"))
+    # and rxcohort can append to it
+    io.write_table(back.limit(1), path, mode="append", partition_by=["year"])
+    assert io.read_table(spark, path).count() == 5
+
+
+class SimulatedCrash(BaseException):
+    """Stands for the process dying: nothing after it runs, no cleanup handler catches it."""
+
+
+def test_crash_between_file_write_and_commit_leaves_the_table_as_it_was(
+    spark, tmp_path, monkeypatch
+):
+    from deltalake import DeltaTable
+
+    path = tmp_path / "t"
+    io.write_table(simple(spark, [(1, 2013, "a")]), path, mode="error", partition_by=["year"])
+
+    def crash(*args, **kwargs):
+        raise SimulatedCrash
+
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", crash)
+    with pytest.raises(SimulatedCrash):
+        io.write_table(
+            simple(spark, [(2, 2013, "b"), (3, 2014, "c")]),
+            path,
+            mode="append",
+            partition_by=["year"],
+        )
+    monkeypatch.undo()
+
+    data_files = [p for p in path.rglob("*.parquet") if "_delta_log" not in p.parts]
+    assert len(data_files) > 1, "the crashed write should have left its files behind"
+    assert io.table_version(path) == 0
+    assertDataFrameEqual(io.read_table(spark, path), simple(spark, [(1, 2013, "a")]))
+    assert DeltaTable(str(path)).to_pyarrow_table()["id"].to_pylist() == [1]
+
+    assert io.remove_uncommitted_files(path, older_than_seconds=3600) == 0  # too young to touch
+    removed = io.remove_uncommitted_files(path, older_than_seconds=0)
+    assert removed == len(data_files) - 1
+    assertDataFrameEqual(io.read_table(spark, path), simple(spark, [(1, 2013, "a")]))
+    io.write_table(simple(spark, [(4, 2013, "d")]), path, mode="append", partition_by=["year"])
+    assertDataFrameEqual(
+        io.read_table(spark, path), simple(spark, [(1, 2013, "a"), (4, 2013, "d")])
+    )
+
+
+def test_a_failed_commit_removes_its_files(spark, tmp_path, monkeypatch):
+    from deltalake import DeltaTable
+
+    path = tmp_path / "t"
+    io.write_table(simple(spark, [(1, 2013, "a")]), path, mode="error")
+    before = sorted(p for p in path.rglob("*.parquet") if "_delta_log" not in p.parts)
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", fail)
+    with pytest.raises(OSError, match="disk full"):
+        io.write_table(simple(spark, [(2, 2013, "b")]), path, mode="append")
+    after = sorted(p for p in path.rglob("*.parquet") if "_delta_log" not in p.parts)
+    assert after == before
+    assert io.table_version(path) == 0
+
+
+def _append_in_child(root: str, worker: int, n: int, barrier) -> None:
+    """Commit ``n`` appends of one row each through rxcohort.io's commit step (no Spark)."""
+    from pyspark.sql.types import LongType, StructField, StructType
+
+    from rxcohort import io as rio
+
+    schema = StructType([StructField("worker", LongType()), StructField("seq", LongType())])
+    barrier.wait()
+    for seq in range(n):
+        staging = Path(root) / rio.STAGING_DIR / f"w{worker}-{seq}"
+        staging.mkdir(parents=True)
+        table = pa.table(
+            {"worker": pa.array([worker], pa.int64()), "seq": pa.array([seq], pa.int64())}
+        )
+        pq.write_table(table, staging / f"part-w{worker}-{seq}.snappy.parquet")
+        rio.commit_staged(Path(root), staging, schema=schema, mode="append", partition_by=[])
+
+
+def test_concurrent_appends_from_two_processes_all_land(spark, tmp_path):
+    from deltalake import DeltaTable
+
+    path = tmp_path / "t"
+    io.write_table(spark.createDataFrame([(0, -1)], "worker long, seq long"), path, mode="error")
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    n = 8
+    procs = [ctx.Process(target=_append_in_child, args=(str(path), w, n, barrier)) for w in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    table = DeltaTable(str(path))
+    assert table.version() == 2 * n
+    rows = sorted(zip(*table.to_pyarrow_table().to_pydict().values(), strict=True))
+    assert rows == [(0, -1)] + [(w, s) for w in (1, 2) for s in range(n)]
+    assert io.read_table(spark, path).count() == 2 * n + 1
+    # every version in between is a readable table
+    assert io.read_table(spark, path, version=n).count() == n + 1
+
+
+def test_backend_is_delta_rs_without_delta_classes(spark):
+    assert io.backend(spark) == "delta-rs"
+
+
+def test_overwrite_may_change_columns_but_not_the_partition_layout(spark, tmp_path):
+    path = tmp_path / "t"
+    io.write_table(simple(spark, [(1, 2013, "a")]), path, mode="error", partition_by=["year"])
+    with pytest.raises(Exception, match="partitioned by"):
+        io.write_table(simple(spark, [(2, 2014, "b")]), path, mode="overwrite")
+    assert io.table_version(path) == 0
+    wider = spark.createDataFrame([(2, 2014, "b", 0.5)], "id long, year int, v string, w double")
+    io.write_table(wider, path, mode="overwrite", partition_by=["year"])
+    assert io.partition_columns(path) == ["year"]
+    assert io.read_table(spark, path).collect() == [Row(id=2, year=2014, v="b", w=0.5)]
+    assert io.read_table(spark, path, version=0).collect() == [Row(id=1, year=2013, v="a")]
+    assert os.path.isdir(path / "_delta_log")
