@@ -31,7 +31,11 @@ _STATE = {"debug": False}
 
 WarehouseOpt = Annotated[
     Path | None,
-    typer.Option("--warehouse", "-w", help="Warehouse directory (default: ./warehouse or $RXCOHORT_WAREHOUSE)."),
+    typer.Option(
+        "--warehouse",
+        "-w",
+        help="Warehouse directory (default: ./warehouse or $RXCOHORT_WAREHOUSE).",
+    ),
 ]
 
 
@@ -65,12 +69,22 @@ def _main(
 
 @app.command()
 def generate(
-    out_dir: Annotated[Path, typer.Argument(help="Directory to write the synthetic delivery into.")],
+    out_dir: Annotated[
+        Path, typer.Argument(help="Directory to write the synthetic delivery into.")
+    ],
     persons: Annotated[int, typer.Option(help="Number of persons in the population.")] = 20000,
-    seed: Annotated[int, typer.Option(help="Random seed; same seed and options give identical files.")] = 2013,
-    start: Annotated[str, typer.Option(help="First day of the delivery period (YYYY-MM-DD).")] = "2011-01-01",
-    end: Annotated[str, typer.Option(help="Last day of the delivery period (YYYY-MM-DD).")] = "2015-12-31",
-    defects: Annotated[float, typer.Option(help="Share of rows given a delivery defect (0 to 0.5).")] = 0.0,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; same seed and options give identical files.")
+    ] = 2013,
+    start: Annotated[
+        str, typer.Option(help="First day of the delivery period (YYYY-MM-DD).")
+    ] = "2011-01-01",
+    end: Annotated[
+        str, typer.Option(help="Last day of the delivery period (YYYY-MM-DD).")
+    ] = "2015-12-31",
+    defects: Annotated[
+        float, typer.Option(help="Share of rows given a delivery defect (0 to 0.5).")
+    ] = 0.0,
     gzip: Annotated[bool, typer.Option("--gzip/--no-gzip", help="Write .csv.gz files.")] = False,
 ) -> None:
     """Write a synthetic NorPD-like delivery (CONTRACT §1) with truth.json beside it."""
@@ -97,12 +111,16 @@ def ingest(
     """Load a delivery into bronze, silver and quarantine, gated by the quality suites. Safe to repeat."""
     from rxcohort.ingest import ingest_delivery
 
-    result = ingest_delivery(_spark(), delivery_dir, warehouse=_warehouse(warehouse), progress=_progress)
+    result = ingest_delivery(
+        _spark(), delivery_dir, warehouse=_warehouse(warehouse), progress=_progress
+    )
     print_summary(f"Ingested {delivery_dir}", result.summary_rows())
 
 
 @app.command()
-def check(study_file: Annotated[Path, typer.Argument(help="A study file (cohorts/*.yaml).")]) -> None:
+def check(
+    study_file: Annotated[Path, typer.Argument(help="A study file (cohorts/*.yaml).")],
+) -> None:
     """Validate a study file and print it in plain words. Starts no Spark."""
     from rxcohort.study import describe_study, load_study
 
@@ -114,12 +132,16 @@ def check(study_file: Annotated[Path, typer.Argument(help="A study file (cohorts
 def run(
     study_file: Annotated[Path, typer.Argument(help="A study file (cohorts/*.yaml).")],
     warehouse: WarehouseOpt = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Rebuild a past run from its input versions.")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Rebuild a past run from its input versions.")
+    ] = None,
 ) -> None:
     """Build the study's cohort, outcomes, statistics, persistence and report."""
     from rxcohort.study import run_study
 
-    result = run_study(_spark(), study_file, warehouse=_warehouse(warehouse), as_of=as_of, progress=_progress)
+    result = run_study(
+        _spark(), study_file, warehouse=_warehouse(warehouse), as_of=as_of, progress=_progress
+    )
     print_summary(f"Study {result.study_id}", result.summary_rows())
 
 
@@ -131,7 +153,13 @@ def demo(
     """Generate a synthetic delivery, ingest it and run the reference study."""
     from rxcohort.demo import run_demo
 
-    run_demo(_spark(), warehouse=_warehouse(warehouse), persons=persons, progress=_progress, console=console)
+    run_demo(
+        _spark(),
+        warehouse=_warehouse(warehouse),
+        persons=persons,
+        progress=_progress,
+        console=console,
+    )
 
 
 @app.command()
@@ -149,9 +177,13 @@ def export(
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help='Spark SQL, e.g. "SELECT count(*) FROM silver.dispensings".')],
+    query: Annotated[
+        str, typer.Argument(help='Spark SQL, e.g. "SELECT count(*) FROM silver.dispensings".')
+    ],
     warehouse: WarehouseOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Write the result to .csv or .parquet instead.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the result to .csv or .parquet instead.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="Rows to print.")] = 50,
 ) -> None:
     """Run Spark SQL over the warehouse tables (silver.dispensings, <study_id>.cohort, ...)."""
@@ -170,7 +202,9 @@ def tables(warehouse: WarehouseOpt = None) -> None:
 
 @app.command()
 def history(
-    table: Annotated[str, typer.Argument(help="Table name, e.g. silver.dispensings or ldn_opioids_2013.cohort.")],
+    table: Annotated[
+        str, typer.Argument(help="Table name, e.g. silver.dispensings or ldn_opioids_2013.cohort.")
+    ],
     warehouse: WarehouseOpt = None,
 ) -> None:
     """Show a table's Delta commit history."""
@@ -200,7 +234,7 @@ def main() -> None:
     except typer.Abort:
         err_console.print("rxcohort: aborted")
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+    except Exception as exc:
         import click
 
         if _STATE["debug"]:

@@ -15,7 +15,9 @@ def get_logger(name: str = "rxcohort") -> logging.Logger:
     if not _CONFIGURED:
         level = os.environ.get("RXCOHORT_LOG_LEVEL", "INFO").upper()
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s rxcohort %(levelname)s %(message)s", "%H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s rxcohort %(levelname)s %(message)s", "%H:%M:%S")
+        )
         root = logging.getLogger("rxcohort")
         root.addHandler(handler)
         root.setLevel(level)
