@@ -46,6 +46,10 @@ class DemoSettings(BaseModel):
 
     persons: int = 20000
     seed: int = 2013
+    # The demo enriches LDN users (the real share is 0.3%) so its tables have enough persons
+    # to show something with counts under 5 masked.
+    ldn_rate: float = 0.05
+    defects: float = 0.001
     study: str = "ldn_opioids_2013"
 
 

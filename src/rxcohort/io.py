@@ -767,3 +767,17 @@ def _all_referenced_paths(root: Path) -> set[str]:
         table = _open(root)
         referenced.update(unquote(a["path"]) for a in _add_actions(table))
     return referenced
+
+
+def table_row_count(path: str | Path, *, version: int | None = None) -> int:
+    """Rows in the snapshot, from the per-file statistics in the log (no data read)."""
+    import pyarrow as pa
+
+    table = _open(path, version)
+    arrow = pa.table(table.get_add_actions(flatten=True))
+    if arrow.num_rows == 0:
+        return 0
+    counts = arrow.column("num_records").to_pylist()
+    if any(c is None for c in counts):
+        return int(table.to_pyarrow_dataset().count_rows())
+    return int(sum(counts))

@@ -25,6 +25,9 @@ def get_logger(name: str = "rxcohort") -> logging.Logger:
         # py4j and GX are chatty at INFO; their messages are not ours to show.
         logging.getLogger("py4j").setLevel(logging.WARNING)
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        # PySpark logs every failed query as a multi-kilobyte JSON record; the CLI reports the
+        # error itself in one line.
+        logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
         _CONFIGURED = True
     if name == "rxcohort" or name.startswith("rxcohort."):
         return logging.getLogger(name)
