@@ -1,0 +1,123 @@
+"""Configuration layering, the session factory, the CLI's error contract and analyst access."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pyspark.sql.types import IntegerType, StringType, StructField, StructType
+
+from rxcohort import analyst, config, io
+from rxcohort.spark import JavaMissingError, check_java
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_env_layer_overrides_base(monkeypatch):
+    local = config.spark_settings("local")
+    test = config.spark_settings("test")
+    cluster = config.spark_settings("cluster")
+    # base settings reach every environment
+    for settings in (local, test, cluster):
+        assert settings.spark_conf["spark.sql.session.timeZone"] == "UTC"
+    assert local.master == "local[*]"
+    assert local.spark_conf["spark.ui.enabled"] == "false"
+    assert test.master == "local[2]"
+    assert test.spark_conf["spark.sql.shuffle.partitions"] == "2"
+    # the cluster profile must not override spark-submit
+    assert cluster.master is None
+    assert "spark.driver.memory" not in cluster.spark_conf
+    assert "spark.sql.shuffle.partitions" not in cluster.spark_conf
+
+
+def test_deep_merge_merges_nested_and_replaces_scalars():
+    base = {"a": 1, "n": {"x": 1, "y": 2}}
+    assert config.deep_merge(base, {"a": 2, "n": {"y": 3}}) == {"a": 2, "n": {"x": 1, "y": 3}}
+    assert base == {"a": 1, "n": {"x": 1, "y": 2}}  # inputs are not mutated
+
+
+def test_warehouse_from_environment(monkeypatch):
+    monkeypatch.setenv("RXCOHORT_WAREHOUSE", "/data/wh")
+    assert config.app_settings().warehouse == "/data/wh"
+
+
+def test_bad_backend_setting_is_refused(monkeypatch):
+    monkeypatch.setenv("RXCOHORT_DELTA_BACKEND", "maven")
+    with pytest.raises(ValueError, match="auto, spark or rs"):
+        config.delta_backend_preference()
+
+
+def test_missing_java_is_one_clear_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-java"))
+    with pytest.raises(JavaMissingError, match="Java 17 is required.*apt-get install openjdk-17"):
+        check_java()
+
+
+def test_cli_without_java_exits_non_zero_with_one_line(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "JAVA_HOME": str(tmp_path / "no-java"), "RXCOHORT_ENV": "test"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "rxcohort.cli", "sql", "SELECT 1", "--warehouse", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Java 17" in lines[0]
+
+
+def test_cli_help_lists_every_contract_command():
+    proc = subprocess.run(
+        [sys.executable, "-m", "rxcohort.cli", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0
+    for command in ("generate", "ingest", "run", "demo", "export", "sql", "check", "tables", "history"):
+        assert command in proc.stdout
+
+
+def test_cli_usage_error_exits_2_with_one_line():
+    proc = subprocess.run(
+        [sys.executable, "-m", "rxcohort.cli", "generate"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("rxcohort: ")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+PEOPLE = StructType([StructField("person_id", StringType()), StructField("sex", IntegerType())])
+
+
+def test_sql_names_tables_by_layer_and_study(spark, tmp_path):
+    wh = tmp_path / "wh"
+    people = spark.createDataFrame([("a", 1), ("b", 2), ("c", 2)], PEOPLE)
+    io.write_table(people, wh / "silver" / "persons", mode="error")
+    io.write_table(people.limit(1), wh / "studies" / "s1" / "cohort", mode="error")
+    names = [t.name for t in analyst.discover_tables(wh)]
+    assert names == ["silver.persons", "s1.cohort"]
+    frame = analyst.sql_frame(
+        spark,
+        "SELECT p.sex, count(*) AS n FROM silver.persons p LEFT JOIN `s1`.`cohort` c USING (person_id) "
+        "GROUP BY p.sex ORDER BY p.sex",
+        warehouse=wh,
+    )
+    assert [tuple(r) for r in frame.collect()] == [(1, 1), (2, 2)]
+
+
+def test_sql_error_is_one_line_naming_the_problem(spark, tmp_path):
+    from rxcohort.errors import RxCohortError
+
+    wh = tmp_path / "wh"
+    io.write_table(spark.createDataFrame([("a", 1)], PEOPLE), wh / "silver" / "persons", mode="error")
+    with pytest.raises(RxCohortError, match="SQL error: .*nope"):
+        analyst.sql_frame(spark, "SELECT nope FROM silver.persons", warehouse=wh)
+
+
+def test_rewrite_leaves_other_identifiers_alone():
+    tables = [analyst.WarehouseTable("silver.persons", Path("x"))]
+    assert (
+        analyst.rewrite_query("SELECT silver.persons.sex, xsilver.persons FROM silver.persons", tables)
+        == "SELECT silver__persons.sex, xsilver.persons FROM silver__persons"
+    )
