@@ -9,6 +9,7 @@ import pytest
 
 os.environ.setdefault("RXCOHORT_ENV", "test")
 os.environ.setdefault("TZ", "UTC")
+os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 

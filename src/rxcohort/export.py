@@ -1,0 +1,87 @@
+"""``rxcohort export``: a study's result tables as CSV files, small counts masked.
+
+Only the result tables named in :data:`rxcohort.privacy.EXPORTABLE_TABLES` are written;
+person-level tables (cohort, consumption, episodes, ...) never leave the warehouse this way,
+whatever else the study directory holds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import SparkSession
+
+from rxcohort import io
+from rxcohort.errors import ConfigError, TableNotFoundError
+from rxcohort.log import get_logger
+from rxcohort.privacy import EXPORTABLE_TABLES, MASKING_RULES, mask_small_counts, masked_counts
+from rxcohort.stats.its import ITS_PARAMETERS
+
+log = get_logger("export")
+
+_STUDY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def export_study(
+    spark: SparkSession, study_id: str, *, out: str | Path, warehouse: str | Path
+) -> list[Path]:
+    """Write ``<out>/<table>.csv`` for each result table the study has; return the paths.
+
+    Files are comma-separated UTF-8 with a header, ``.`` as decimal mark and an empty field
+    for a missing value; person counts 1-4 read ``<5`` and the values that would reveal them
+    ``masked`` (see docs/statistics.md). Rows are sorted by the table's key columns. Each
+    file is written beside its final name and renamed into place, so a reader never sees
+    half a file. Raises TableNotFoundError when the study has no result table.
+    """
+    if not _STUDY_ID.match(study_id):
+        raise ConfigError(f"study id {study_id!r} must be a file name (letters, digits, _ . -)")
+    study_dir = Path(warehouse) / "studies" / study_id
+    present = [t for t in EXPORTABLE_TABLES if io.table_exists(study_dir / t)]
+    if not present:
+        raise TableNotFoundError(
+            f"study {study_id} has no result tables in {Path(warehouse) / 'studies'}; "
+            f"run the study first"
+        )
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table in present:
+        frame = io.read_table(spark, study_dir / table).toPandas()
+        masked = mask_small_counts(_sorted(frame, table), table=table)
+        path = out_dir / f"{table}.csv"
+        _write_csv(masked, path)
+        rule = MASKING_RULES[table]
+        log.info(
+            "exported %s: %d rows, %d counts masked",
+            table,
+            len(masked),
+            masked_counts(masked, columns=rule.person_counts),
+        )
+        written.append(path)
+    return written
+
+
+def _sorted(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    # Delta gives no row order; sorting by the labels makes two exports of one version equal.
+    keys = [k for k in MASKING_RULES[table].keys if k in frame.columns]
+    if not keys:
+        return frame.reset_index(drop=True)
+    return frame.sort_values(keys, key=_sort_key, kind="stable", na_position="last").reset_index(
+        drop=True
+    )
+
+
+def _sort_key(column: pd.Series) -> pd.Series:
+    # ITS parameters read best in model order (level, slope, then their changes).
+    if column.name == "parameter" and set(column.dropna()) <= set(ITS_PARAMETERS):
+        return column.map(ITS_PARAMETERS.index)
+    return column
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    frame.to_csv(partial, index=False, na_rep="", lineterminator="\n", encoding="utf-8")
+    os.replace(partial, path)

@@ -1,0 +1,202 @@
+"""Small-count masking for results that leave the warehouse (CSV export, reports).
+
+CONTRACT §5 rule 13: any count of persons from 1 to 4 is shown as ``<5``; 0 and counts of 5
+or more are shown. The Delta tables keep exact values - masking is applied to a copy, at the
+edge, by whatever writes a file for people to read.
+
+Masking a count is not enough when another value in the same row gives it back: a share of
+users with its denominator, a mean over one person (that person's DDD), a confidence interval
+computed from the count. Each table therefore lists, for each person count, the values that
+depend on it; when the count is masked those values are shown as ``masked``. The rules work
+row by row, which is why the result tables carry the counts their statistics rest on (e.g.
+did_results carries both groups' persons and users).
+
+Not covered, and to be kept in mind by whoever publishes: differences *between* rows or
+tables (in attrition, n_persons of two consecutive steps give n_excluded back) and
+complements (n_eligible - n_responders). Counts are exact when 0 or >= 5 by the contract, so
+such a difference can be 1-4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+SMALL_COUNT_MIN = 1
+SMALL_COUNT_MAX = 4
+MASKED_COUNT = "<5"
+MASKED_VALUE = "masked"
+EVERYTHING = "*"
+
+
+@dataclass(frozen=True)
+class MaskingRule:
+    """Which columns of a table are person counts and what each one's masking hides too.
+
+    ``keys`` label a row and are never masked. ``dependants`` maps a count column to the
+    columns hidden when that count is 1-4; ``EVERYTHING`` there means every column that is
+    neither a key nor a person count.
+    """
+
+    person_counts: tuple[str, ...]
+    keys: tuple[str, ...] = ()
+    dependants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+_PRE_STATS = ("mean_ddd_pre", "prop_users_pre")
+_POST_STATS = ("mean_ddd_post", "prop_users_post")
+_CHANGE_STATS = (
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "rel_change",
+    "sd_diff",
+    "p_value",
+    "rel_change_ci_low",
+    "rel_change_ci_high",
+    "prop_diff",
+    "prop_diff_ci_low",
+    "prop_diff_ci_high",
+)
+
+MASKING_RULES: dict[str, MaskingRule] = {
+    "attrition": MaskingRule(person_counts=("n_persons", "n_excluded"), keys=("step", "criterion")),
+    # A mean over a group of 1-4 persons is theirs; DDD used by 1-4 persons in a window is
+    # theirs too, so the mean of that window and every change built on it are hidden.
+    "group_results": MaskingRule(
+        person_counts=("n_persons", "users_pre", "users_post"),
+        keys=("exposure_group", "drug_group"),
+        dependants={
+            "n_persons": (EVERYTHING,),
+            "users_pre": _PRE_STATS + _CHANGE_STATS,
+            "users_post": _POST_STATS + _CHANGE_STATS,
+        },
+    ),
+    # A contrast rests on both groups: any small count hides the whole comparison.
+    "did_results": MaskingRule(
+        person_counts=(
+            "n_persons_high",
+            "n_persons_low",
+            "users_pre_high",
+            "users_post_high",
+            "users_pre_low",
+            "users_post_low",
+        ),
+        keys=("drug_group", "contrast", "exposure_group_high", "exposure_group_low"),
+        dependants={
+            c: (EVERYTHING,)
+            for c in (
+                "n_persons_high",
+                "n_persons_low",
+                "users_pre_high",
+                "users_post_high",
+                "users_pre_low",
+                "users_post_low",
+            )
+        },
+    ),
+    "responders": MaskingRule(
+        person_counts=("n_persons", "n_eligible", "n_responders"),
+        keys=("exposure_group", "drug_group", "threshold"),
+        dependants={
+            "n_persons": (EVERYTHING,),
+            "n_eligible": (EVERYTHING,),
+            "n_responders": ("prop_responders", "ci_low", "ci_high"),
+        },
+    ),
+    "trajectories": MaskingRule(
+        person_counts=("n_persons", "n_users"),
+        keys=("exposure_group", "drug_group", "month"),
+        dependants={
+            "n_persons": (EVERYTHING,),
+            "n_users": ("mean_ddd", "sd_ddd", "ci_low", "ci_high"),
+        },
+    ),
+    "its_results": MaskingRule(
+        person_counts=("n_persons",),
+        keys=("exposure_group", "drug_group", "lag_months", "parameter", "n_months"),
+        dependants={"n_persons": (EVERYTHING,)},
+    ),
+    # Survival tables of the persistence step. Where 1-4 persons are at risk, a step of the
+    # curve is one person's time on treatment; where 1-4 events happen, the size of the step
+    # (1 - events / at_risk) gives the masked count back.
+    "km_curves": MaskingRule(
+        person_counts=("at_risk", "events", "censored"),
+        keys=("stratum_variable", "stratum", "time"),
+        dependants={"at_risk": (EVERYTHING,), "events": ("survival", "ci_low", "ci_high")},
+    ),
+    "km_medians": MaskingRule(
+        person_counts=("n_persons", "n_events"),
+        keys=("stratum_variable", "stratum"),
+        dependants={"n_persons": (EVERYTHING,), "n_events": (EVERYTHING,)},
+    ),
+    "cox_results": MaskingRule(
+        person_counts=("n_persons", "n_events"),
+        keys=("covariate", "level", "reference"),
+        dependants={"n_persons": (EVERYTHING,), "n_events": (EVERYTHING,)},
+    ),
+}
+
+# Result tables that may leave the warehouse, in the order an export writes them. Anything
+# else under a study - cohort, consumption, episodes - is person-level and never exported.
+EXPORTABLE_TABLES: tuple[str, ...] = tuple(MASKING_RULES)
+
+
+def is_small_count(value: object) -> bool:
+    """True for a person count that must not be shown: 1 to 4 (0 and >= 5 are shown)."""
+    if value is None or value is pd.NA or isinstance(value, str | bool):
+        return False
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return SMALL_COUNT_MIN <= number <= SMALL_COUNT_MAX
+
+
+def mask_small_counts(
+    frame: pd.DataFrame, *, table: str, rule: MaskingRule | None = None
+) -> pd.DataFrame:
+    """A copy of ``frame`` fit to leave the warehouse: counts 1-4 as ``<5``, dependants hidden.
+
+    ``rule`` defaults to the table's entry in :data:`MASKING_RULES`; a table without one gets
+    a conservative rule: every integer column named ``n_*`` or ``users_*`` is a person count
+    and hides every non-count column of its row. Masked columns become ``object`` columns
+    holding the markers beside the original values.
+    """
+    rule = rule or MASKING_RULES.get(table) or _fallback_rule(frame)
+    counts = [c for c in rule.person_counts if c in frame.columns]
+    keys = set(rule.keys)
+    others = [c for c in frame.columns if c not in keys and c not in counts]
+    small = {c: frame[c].map(is_small_count).astype(bool) for c in counts}
+
+    hide = pd.DataFrame(False, index=frame.index, columns=others)
+    for count in counts:
+        targets = rule.dependants.get(count, ())
+        columns = others if EVERYTHING in targets else [c for c in targets if c in others]
+        for column in columns:
+            hide[column] |= small[count]
+
+    out = frame.copy()
+    for count in counts:
+        if small[count].any():
+            out[count] = out[count].astype(object).where(~small[count], MASKED_COUNT)
+    for column in others:
+        if hide[column].any():
+            out[column] = out[column].astype(object).where(~hide[column], MASKED_VALUE)
+    return out
+
+
+def _fallback_rule(frame: pd.DataFrame) -> MaskingRule:
+    counts = tuple(
+        c
+        for c in frame.columns
+        if c.startswith(("n_", "users_")) and pd.api.types.is_integer_dtype(frame[c])
+    )
+    return MaskingRule(person_counts=counts, dependants={c: (EVERYTHING,) for c in counts})
+
+
+def masked_counts(frame: pd.DataFrame, *, columns: Sequence[str]) -> int:
+    """How many cells of ``columns`` hold the masked-count marker (for logs and summaries)."""
+    return int(sum((frame[c] == MASKED_COUNT).sum() for c in columns if c in frame.columns))

@@ -1,0 +1,170 @@
+"""Column lists, dtypes and Spark schemas of the outcome result tables.
+
+pandas side: labels are ``object`` (str), person counts ``int64`` (never null), month and lag
+``int32``, statistics nullable ``Float64`` where ``<NA>`` means "undefined" (too few persons,
+no variance, a zero denominator). Use :func:`to_spark` to turn a frame into a Spark DataFrame:
+``spark.createDataFrame`` on a pandas frame would store an undefined statistic as NaN instead
+of null.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import (
+    DataType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+# (column, kind): kind is "str", "long" (a count), "int" (month, lag) or "double".
+_LAYOUT: dict[str, tuple[tuple[str, str], ...]] = {
+    "group_results": (
+        ("exposure_group", "str"),
+        ("drug_group", "str"),
+        ("n_persons", "long"),
+        ("mean_ddd_pre", "double"),
+        ("mean_ddd_post", "double"),
+        ("mean_diff", "double"),
+        ("ci_low", "double"),
+        ("ci_high", "double"),
+        ("rel_change", "double"),
+        ("users_pre", "long"),
+        ("users_post", "long"),
+        ("sd_diff", "double"),
+        ("p_value", "double"),
+        ("rel_change_ci_low", "double"),
+        ("rel_change_ci_high", "double"),
+        ("prop_users_pre", "double"),
+        ("prop_users_post", "double"),
+        ("prop_diff", "double"),
+        ("prop_diff_ci_low", "double"),
+        ("prop_diff_ci_high", "double"),
+    ),
+    "did_results": (
+        ("drug_group", "str"),
+        ("contrast", "str"),
+        ("did", "double"),
+        ("ci_low", "double"),
+        ("ci_high", "double"),
+        ("p_value", "double"),
+        ("exposure_group_high", "str"),
+        ("exposure_group_low", "str"),
+        ("n_persons_high", "long"),
+        ("n_persons_low", "long"),
+        ("users_pre_high", "long"),
+        ("users_post_high", "long"),
+        ("users_pre_low", "long"),
+        ("users_post_low", "long"),
+        ("mean_diff_high", "double"),
+        ("mean_diff_low", "double"),
+        ("did_users_pp", "double"),
+        ("did_users_pp_ci_low", "double"),
+        ("did_users_pp_ci_high", "double"),
+    ),
+    "responders": (
+        ("exposure_group", "str"),
+        ("drug_group", "str"),
+        ("threshold", "double"),
+        ("n_persons", "long"),
+        ("n_eligible", "long"),
+        ("n_responders", "long"),
+        ("prop_responders", "double"),
+        ("ci_low", "double"),
+        ("ci_high", "double"),
+    ),
+    "trajectories": (
+        ("exposure_group", "str"),
+        ("drug_group", "str"),
+        ("month", "int"),
+        ("n_persons", "long"),
+        ("n_users", "long"),
+        ("mean_ddd", "double"),
+        ("sd_ddd", "double"),
+        ("ci_low", "double"),
+        ("ci_high", "double"),
+    ),
+    "its_results": (
+        ("exposure_group", "str"),
+        ("drug_group", "str"),
+        ("lag_months", "int"),
+        ("parameter", "str"),
+        ("estimate", "double"),
+        ("ci_low", "double"),
+        ("ci_high", "double"),
+        ("p_value", "double"),
+        ("n_persons", "long"),
+        ("n_months", "long"),
+    ),
+}
+
+COLUMNS: dict[str, list[str]] = {name: [c for c, _ in spec] for name, spec in _LAYOUT.items()}
+
+_PANDAS_DTYPES = {"str": "object", "long": "int64", "int": "int32", "double": "Float64"}
+_SPARK_TYPES: dict[str, DataType] = {
+    "str": StringType(),
+    "long": LongType(),
+    "int": IntegerType(),
+    "double": DoubleType(),
+}
+
+RESULT_SCHEMAS: dict[str, StructType] = {
+    name: StructType([StructField(c, _SPARK_TYPES[k], True) for c, k in spec])
+    for name, spec in _LAYOUT.items()
+}
+
+
+def finish(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """The frame with exactly the table's columns, in order, with the table's dtypes.
+
+    NaN and infinities in a statistic become ``<NA>``: undefined, not a number.
+    """
+    out = frame.reindex(columns=COLUMNS[table]).reset_index(drop=True)
+    for column, kind in _LAYOUT[table]:
+        if kind == "double":
+            values = pd.to_numeric(out[column], errors="raise").astype("float64")
+            values = values.where(values.map(math.isfinite), other=float("nan"))
+            out[column] = values.astype("Float64")
+        elif kind == "str":
+            out[column] = out[column].astype("object")
+        else:
+            out[column] = out[column].astype(_PANDAS_DTYPES[kind])
+    return out
+
+
+def to_spark(spark: SparkSession, frame: pd.DataFrame, *, table: str) -> DataFrame:
+    """A result frame as a Spark DataFrame with the table's schema; ``<NA>`` becomes null."""
+    schema = RESULT_SCHEMAS[table]
+    kinds = dict(_LAYOUT[table])
+    columns = COLUMNS[table]
+    rows = [
+        tuple(_python_value(value, kinds[c]) for c, value in zip(columns, record, strict=True))
+        for record in frame[columns].itertuples(index=False, name=None)
+    ]
+    return spark.createDataFrame(rows, schema)
+
+
+def _python_value(value: object, kind: str) -> object:
+    if value is None or value is pd.NA:
+        return None
+    if kind == "double":
+        number = float(value)  # type: ignore[arg-type]
+        return number if math.isfinite(number) else None
+    if kind in ("long", "int"):
+        return int(value)  # type: ignore[call-overload]
+    return str(value)
+
+
+def empty(table: str) -> pd.DataFrame:
+    """A table with no rows and the right dtypes."""
+    return finish(pd.DataFrame(columns=COLUMNS[table]), table)
+
+
+__all__: Sequence[str] = ["COLUMNS", "RESULT_SCHEMAS", "empty", "finish", "to_spark"]
