@@ -1,0 +1,201 @@
+"""Person attributes and the inclusion/exclusion criteria applied after the index date is set."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from rxcohort.cohort.attrition import attrition_row
+from rxcohort.cohort.drugs import describe_days
+from rxcohort.transforms.codes import describe_codes, starts_with_any
+
+FollowUpEvent = Literal["death", "emigration"]
+_EVENT_COLUMNS: dict[str, str] = {"death": "death_date", "emigration": "emigration_date"}
+SEX_CODES: dict[str, int] = {"male": 1, "female": 2}
+
+
+def add_person_attributes(cohort: DataFrame, persons: DataFrame) -> DataFrame:
+    """Add sex, birth_year, death_date, emigration_date and age_at_index from ``persons``.
+
+    Age at index is the index year minus the birth year (NorPD gives birth year only), so it
+    can be one year more than the exact age. A person missing from ``persons`` keeps nulls.
+    """
+    attributes = persons.select(
+        "person_id", "sex", "birth_year", "death_date", "emigration_date"
+    ).join(F.broadcast(cohort.select("person_id")), "person_id", "left_semi")
+    return cohort.join(attributes, "person_id", "left").withColumn(
+        "age_at_index", (F.year("index_date") - F.col("birth_year")).cast("int")
+    )
+
+
+def require_follow_up(
+    cohort: DataFrame,
+    *,
+    days: int,
+    events: Sequence[FollowUpEvent] = ("death", "emigration"),
+) -> tuple[DataFrame, DataFrame]:
+    """Exclude persons with an event (death, emigration) before index + ``days``.
+
+    An event on day index + ``days`` or later keeps the person; the cohort needs the
+    death_date / emigration_date columns of :func:`add_person_attributes`.
+    """
+    if days < 0:
+        raise ValueError("follow-up days must be >= 0")
+    if not events:
+        raise ValueError("require_follow_up needs at least one event")
+    limit = F.date_add("index_date", days)
+    early = [F.coalesce(F.col(_EVENT_COLUMNS[e]) < limit, F.lit(False)) for e in events]
+    any_early = early[0]
+    for condition in early[1:]:
+        any_early = any_early | condition
+    kept = cohort.where(~any_early)
+    criterion = f"full follow-up: no {' or '.join(events)} before index + {days} days"
+    return kept, attrition_row(kept, criterion=criterion)
+
+
+def require_drug_use(
+    cohort: DataFrame,
+    dispensings: DataFrame,
+    *,
+    name: str,
+    atc_prefixes: Sequence[str],
+    window: tuple[int, int],
+    min_count: int = 1,
+    drug_label: str | None = None,
+    exclude: bool = False,
+) -> tuple[DataFrame, DataFrame]:
+    """Keep persons with at least ``min_count`` dispensings (packs > 0) of ``atc_prefixes`` in
+    ``window`` (days from index, both ends included); with ``exclude``, remove them instead."""
+    drugs = (
+        f"{drug_label} (ATC {describe_codes(atc_prefixes)})"
+        if drug_label
+        else (f"ATC {describe_codes(atc_prefixes)}")
+    )
+    condition = starts_with_any("atc_code", atc_prefixes)
+    what = f"at least {min_count} dispensing{'s' if min_count > 1 else ''} of {drugs}"
+    return _require_dispensings(
+        cohort,
+        dispensings,
+        condition=condition,
+        window=window,
+        min_count=min_count,
+        exclude=exclude,
+        criterion=_criterion(name, f"{what} on {describe_days(window)}", exclude=exclude),
+    )
+
+
+def require_reimbursement_code(
+    cohort: DataFrame,
+    dispensings: DataFrame,
+    *,
+    name: str,
+    codes: Sequence[str],
+    window: tuple[int, int],
+    min_count: int = 1,
+    atc_prefixes: Sequence[str] | None = None,
+    drug_label: str | None = None,
+    exclude: bool = False,
+) -> tuple[DataFrame, DataFrame]:
+    """Keep persons with at least ``min_count`` dispensings (packs > 0) whose reimbursement
+    code starts with one of ``codes`` in ``window``, optionally only of ``atc_prefixes``."""
+    condition = starts_with_any("reimbursement_code", codes)
+    what = f"at least {min_count} dispensing{'s' if min_count > 1 else ''}"
+    if atc_prefixes:
+        condition = condition & starts_with_any("atc_code", atc_prefixes)
+        label = f"{drug_label} " if drug_label else ""
+        what += f" of {label}(ATC {describe_codes(atc_prefixes)})"
+    what += f" with reimbursement code {describe_codes(codes)}"
+    return _require_dispensings(
+        cohort,
+        dispensings,
+        condition=condition,
+        window=window,
+        min_count=min_count,
+        exclude=exclude,
+        criterion=_criterion(name, f"{what} on {describe_days(window)}", exclude=exclude),
+    )
+
+
+def require_age(
+    cohort: DataFrame,
+    *,
+    name: str,
+    min_years: int | None = None,
+    max_years: int | None = None,
+    exclude: bool = False,
+) -> tuple[DataFrame, DataFrame]:
+    """Keep persons whose age at index is from ``min_years`` to ``max_years`` (both included).
+
+    A person with unknown age never meets the rule (kept by ``exclude``)."""
+    if min_years is None and max_years is None:
+        raise ValueError("require_age needs min_years, max_years or both")
+    age = F.col("age_at_index")
+    condition = F.lit(True)
+    if min_years is not None:
+        condition = condition & (age >= min_years)
+    if max_years is not None:
+        condition = condition & (age <= max_years)
+    if min_years is not None and max_years is not None:
+        text = f"age at index {min_years} to {max_years} years"
+    elif min_years is not None:
+        text = f"age at index {min_years} years or more"
+    else:
+        text = f"age at index {max_years} years or less"
+    return _require_condition(cohort, condition, name=name, text=text, exclude=exclude)
+
+
+def require_sex(
+    cohort: DataFrame,
+    *,
+    name: str,
+    sex: Literal["male", "female"],
+    exclude: bool = False,
+) -> tuple[DataFrame, DataFrame]:
+    """Keep persons of ``sex`` (person table: 1 = male, 2 = female)."""
+    condition = F.col("sex") == F.lit(SEX_CODES[sex])
+    return _require_condition(cohort, condition, name=name, text=f"sex {sex}", exclude=exclude)
+
+
+def _require_condition(
+    cohort: DataFrame, condition: Column, *, name: str, text: str, exclude: bool
+) -> tuple[DataFrame, DataFrame]:
+    meets = F.coalesce(condition, F.lit(False))
+    kept = cohort.where(~meets if exclude else meets)
+    return kept, attrition_row(kept, criterion=_criterion(name, text, exclude=exclude))
+
+
+def _require_dispensings(
+    cohort: DataFrame,
+    dispensings: DataFrame,
+    *,
+    condition: Column,
+    window: tuple[int, int],
+    min_count: int,
+    exclude: bool,
+    criterion: str,
+) -> tuple[DataFrame, DataFrame]:
+    start, end = window
+    if end < start:
+        raise ValueError(f"window ends before it starts: {window}")
+    if min_count < 1:
+        raise ValueError("min_count must be at least 1")
+    keys = F.broadcast(cohort.select("person_id", "index_date"))
+    day = F.datediff("dispense_date", "index_date")
+    meeting = (
+        dispensings.where(condition & (F.col("packs") > 0))
+        .join(keys, "person_id")
+        .where(day.between(start, end))
+        .groupBy("person_id")
+        .agg(F.count(F.lit(1)).alias("_n"))
+        .where(F.col("_n") >= min_count)
+        .select("person_id")
+    )
+    kept = cohort.join(meeting, "person_id", "left_anti" if exclude else "left_semi")
+    return kept, attrition_row(kept, criterion=criterion)
+
+
+def _criterion(name: str, text: str, *, exclude: bool) -> str:
+    return f"{name}: exclude persons with {text}" if exclude else f"{name}: {text}"

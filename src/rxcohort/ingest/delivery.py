@@ -1,0 +1,323 @@
+"""Find and check a delivery's files before anything is read into Spark or written.
+
+Every contract file is streamed once in plain Python: its SHA-256 (checked against the manifest
+when the manifest lists it), that it decompresses (a truncated ``.csv.gz`` fails here), that
+every line is UTF-8, that the header names exactly the contract's columns with ``;`` between
+them, and how many lines it has (Spark's count must agree later). Any problem raises
+:class:`~rxcohort.errors.DeliveryError` with one line naming the file and the problem, and the
+ingest stops before any table is touched.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from rxcohort.errors import DeliveryError
+from rxcohort.schemas import RAW_COLUMNS
+
+TOP_LEVEL_TABLES = ("persons", "prescribers")
+DISPENSINGS_DIR = "dispensings"
+_YEAR_FILE = re.compile(r"^dispensings_(\d{4})\.csv(\.gz)?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_OTHER_SEPARATORS = (",", "\t", "|")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class DeliveryFile:
+    """One contract file of a delivery.
+
+    ``name`` is the file's identity in the warehouse (its ``source_file``): the file name without
+    ``.gz``, so a corrected re-delivery replaces the earlier rows whether or not it is compressed.
+    """
+
+    table: str
+    name: str
+    relpath: str
+    path: Path
+    year: int | None
+    compressed: bool
+
+
+@dataclass(frozen=True)
+class Manifest:
+    registry: str | None
+    extract_date: date | None
+    period_start: date | None
+    period_end: date | None
+    files: dict[str, str] | None
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    directory: Path
+    manifest: Manifest | None
+    files: tuple[DeliveryFile, ...]
+    ignored: tuple[str, ...]
+
+    @property
+    def period(self) -> tuple[date | None, date | None]:
+        """The delivery period: the manifest's, else 1 January to 31 December of the file years."""
+        if self.manifest and self.manifest.period_start and self.manifest.period_end:
+            return self.manifest.period_start, self.manifest.period_end
+        years = [f.year for f in self.files if f.year is not None]
+        if not years:
+            return None, None
+        return date(min(years), 1, 1), date(max(years), 12, 31)
+
+    @property
+    def period_source(self) -> str:
+        if self.manifest and self.manifest.period_start and self.manifest.period_end:
+            return "manifest"
+        return "file_years"
+
+
+@dataclass(frozen=True)
+class CheckedFile:
+    """A file that passed every check, with what the checks measured."""
+
+    file: DeliveryFile
+    sha256: str
+    size_bytes: int
+    header: tuple[str, ...]
+    lines: int  # every line, the header included (what Spark's text reader will count)
+    blank_lines: int  # lines with nothing but spaces after the header: not rows
+
+    @property
+    def rows(self) -> int:
+        return self.lines - 1 - self.blank_lines
+
+
+def scan_delivery(directory: str | Path) -> Delivery:
+    """List the contract files of ``directory`` and read its manifest; no file content is read."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DeliveryError(f"{directory}: no such delivery directory")
+    manifest = read_manifest(directory / "manifest.json")
+    files: list[DeliveryFile] = []
+    ignored: list[str] = []
+    for entry in sorted(directory.iterdir()):
+        if entry.name.startswith(".") or entry.name == "manifest.json":
+            continue
+        if entry.is_dir():
+            if entry.name != DISPENSINGS_DIR:
+                ignored.append(entry.name + "/")
+            continue
+        table = _top_level_table(entry.name)
+        if table is not None:
+            files.append(_delivery_file(directory, entry, table, None))
+        elif entry.name.endswith((".csv", ".csv.gz")):
+            raise DeliveryError(f"{entry.name}: not a file of the delivery contract")
+        else:
+            ignored.append(entry.name)
+    dispensings_dir = directory / DISPENSINGS_DIR
+    if dispensings_dir.is_dir():
+        for entry in sorted(dispensings_dir.iterdir()):
+            if entry.name.startswith("."):
+                continue
+            match = _YEAR_FILE.match(entry.name)
+            if not match or not entry.is_file():
+                raise DeliveryError(
+                    f"{DISPENSINGS_DIR}/{entry.name}: not a dispensings_<YYYY>.csv file"
+                )
+            files.append(_delivery_file(directory, entry, "dispensings", int(match.group(1))))
+
+    seen: dict[str, DeliveryFile] = {}
+    for f in files:
+        if f.name in seen:
+            raise DeliveryError(f"{f.relpath}: delivered twice (also {seen[f.name].relpath})")
+        seen[f.name] = f
+    for table in TOP_LEVEL_TABLES:
+        if not any(f.table == table for f in files):
+            raise DeliveryError(f"{directory}: {table}.csv is missing")
+    if not any(f.table == "dispensings" for f in files):
+        raise DeliveryError(f"{directory}: no dispensings/dispensings_<YYYY>.csv file")
+    if manifest is not None and manifest.files is not None:
+        listed = set(manifest.files)
+        present = {f.relpath for f in files}
+        for missing in sorted(listed - present):
+            raise DeliveryError(f"{missing}: listed in manifest.json but not delivered")
+        for extra in sorted(present - listed):
+            raise DeliveryError(f"{extra}: delivered but not listed in manifest.json")
+    return Delivery(directory, manifest, tuple(files), tuple(ignored))
+
+
+def _top_level_table(name: str) -> str | None:
+    for table in TOP_LEVEL_TABLES:
+        if name in (f"{table}.csv", f"{table}.csv.gz"):
+            return table
+    return None
+
+
+def _delivery_file(root: Path, path: Path, table: str, year: int | None) -> DeliveryFile:
+    relpath = path.relative_to(root).as_posix()
+    compressed = path.name.endswith(".gz")
+    name = path.name[: -len(".gz")] if compressed else path.name
+    return DeliveryFile(table, name, relpath, path, year, compressed)
+
+
+def read_manifest(path: Path) -> Manifest | None:
+    """Parse ``manifest.json`` (optional); a malformed one stops the ingest."""
+    if not path.is_file():
+        return None
+    raw = path.read_bytes()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DeliveryError(f"manifest.json: not valid UTF-8 JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise DeliveryError("manifest.json: expected a JSON object")
+    registry = data.get("registry")
+    if registry is not None and not isinstance(registry, str):
+        raise DeliveryError("manifest.json: registry must be a string")
+    extract_date = _manifest_date(data.get("extract_date"), "extract_date")
+    period = data.get("period")
+    start = end = None
+    if period is not None:
+        if not isinstance(period, list) or len(period) != 2:
+            raise DeliveryError("manifest.json: period must be [start, end]")
+        start = _manifest_date(period[0], "period start")
+        end = _manifest_date(period[1], "period end")
+        if start and end and start > end:
+            raise DeliveryError("manifest.json: period starts after it ends")
+    files = data.get("files")
+    if files is not None:
+        if not isinstance(files, dict):
+            raise DeliveryError("manifest.json: files must map file paths to sha256")
+        clean: dict[str, str] = {}
+        for key, value in files.items():
+            if not isinstance(value, str) or not _SHA256.match(value.lower()):
+                raise DeliveryError(f"manifest.json: the sha256 of {key} is not 64 hex digits")
+            clean[str(key).replace("\\", "/").lstrip("./")] = value.lower()
+        files = clean
+    return Manifest(registry, extract_date, start, end, files, hashlib.sha256(raw).hexdigest())
+
+
+def _manifest_date(value: object, what: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError as exc:
+        raise DeliveryError(f"manifest.json: {what} is not a YYYY-MM-DD date") from exc
+
+
+def check_file(file: DeliveryFile, *, expected_sha256: str | None = None) -> CheckedFile:
+    """Stream the file once: hash, decompress, decode, header, line counts."""
+    hasher = hashlib.sha256()
+    size = file.path.stat().st_size
+    header: tuple[str, ...] | None = None
+    lines = blank = 0
+    try:
+        with file.path.open("rb") as raw:
+            hashing = _HashingReader(raw, hasher.update)
+            stream: io.BufferedIOBase
+            if file.compressed:
+                stream = gzip.GzipFile(fileobj=hashing, mode="rb")  # type: ignore[arg-type]
+            else:
+                stream = io.BufferedReader(hashing, buffer_size=_CHUNK)
+            with stream:
+                for line_number, line in enumerate(_lines(stream), start=1):
+                    text = _decode(file, line, line_number)
+                    if line_number == 1:
+                        header = _check_header(file, text)
+                    elif text.strip(" ") == "":
+                        blank += 1
+                    lines = line_number
+            hashing.drain()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DeliveryError(f"{file.relpath}: truncated or corrupt gzip file ({exc})") from exc
+    except OSError as exc:
+        raise DeliveryError(f"{file.relpath}: cannot be read ({exc})") from exc
+    if header is None:
+        raise DeliveryError(f"{file.relpath}: empty file (no header line)")
+    sha = hasher.hexdigest()
+    if expected_sha256 is not None and sha != expected_sha256.lower():
+        raise DeliveryError(
+            f"{file.relpath}: sha256 does not match manifest.json "
+            f"(file {sha[:12]}…, manifest {expected_sha256.lower()[:12]}…)"
+        )
+    return CheckedFile(file, sha, size, header, lines, blank)
+
+
+def _lines(stream: io.BufferedIOBase) -> Iterator[bytes]:
+    # Split on \n only; \r\n is a line end too (as for Spark's reader), a bare \r is refused.
+    yield from stream
+
+
+def _decode(file: DeliveryFile, line: bytes, line_number: int) -> str:
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    if b"\r" in line:
+        raise DeliveryError(
+            f"{file.relpath}: line {line_number} holds a bare carriage return; "
+            "the contract needs one row per line"
+        )
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DeliveryError(
+            f"{file.relpath}: not UTF-8 (line {line_number}, byte {exc.start + 1})"
+        ) from exc
+    return text
+
+
+def _check_header(file: DeliveryFile, text: str) -> tuple[str, ...]:
+    text = text.removeprefix("\ufeff")
+    expected = RAW_COLUMNS[file.table]
+    names = tuple(n.strip().strip('"').strip() for n in text.split(";"))
+    if len(names) == 1:
+        found = next((s for s in _OTHER_SEPARATORS if s in text), None)
+        if found is not None:
+            shown = {"\t": "tab", ",": "','", "|": "'|'"}[found]
+            raise DeliveryError(f"{file.relpath}: separator is {shown}, the contract says ';'")
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise DeliveryError(f"{file.relpath}: header repeats column(s) {', '.join(duplicated)}")
+    missing = [c for c in expected if c not in names]
+    if missing:
+        raise DeliveryError(f"{file.relpath}: header lacks column(s) {', '.join(missing)}")
+    unknown = [n for n in names if n not in expected]
+    if unknown:
+        shown = ", ".join(repr(n[:40]) for n in unknown[:5])
+        raise DeliveryError(f"{file.relpath}: header has column(s) not in the contract: {shown}")
+    return names
+
+
+class _HashingReader(io.RawIOBase):
+    """A raw reader that feeds every byte it reads to ``update`` (the SHA-256 of the file)."""
+
+    def __init__(self, raw: io.BufferedIOBase, update: Callable[[bytes], object]) -> None:
+        self._raw = raw
+        self._update = update
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        data = self._raw.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        if n:
+            self._update(data)
+        return n
+
+    def drain(self) -> None:
+        """Hash what the decompressor did not need (bytes after the gzip stream)."""
+        while True:
+            data = self._raw.read(_CHUNK)
+            if not data:
+                return
+            self._update(data)

@@ -1,0 +1,635 @@
+"""``rxcohort ingest``: a delivery into bronze, silver and quarantine, gated by quality suites.
+
+The order of work is what makes the ingest safe to repeat and safe to fail:
+
+1. check every file in plain Python (manifest sha256, gzip, UTF-8, header, line count);
+   compare with ``bronze/files``: when no file changed, stop here - nothing is written;
+2. read the changed files into bronze rows (Spark) and build, in memory, the new bronze of each
+   table (its rows of unchanged files as they are, those of changed files replaced);
+3. rebuild silver and quarantine from that whole bronze, run the quality suites, write the
+   HTML report; a failed hard expectation stops here - nothing is written;
+4. commit: bronze tables (replacing only the changed files' partitions), silver and
+   quarantine (one overwrite each), ``silver/deliveries``, ``quality/runs`` and, last,
+   ``bronze/files``. A crash before that last commit leaves ``bronze/files`` unchanged, so
+   the next ingest of the same delivery sees the files as changed and redoes the work;
+5. check the row-count invariant on the committed tables.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from rxcohort import io
+from rxcohort.config import project_root
+from rxcohort.errors import ConfigError, RxCohortError
+from rxcohort.ingest import rules
+from rxcohort.ingest.bronze import BRONZE_PARTITION_BY, bronze_table_schema, read_bronze_rows
+from rxcohort.ingest.delivery import CheckedFile, Delivery, check_file, scan_delivery
+from rxcohort.ingest.tables import (
+    DELIVERIES_SCHEMA,
+    FILES_SCHEMA,
+    QUALITY_RUNS_SCHEMA,
+    SUITES,
+    TABLES,
+    WarehousePaths,
+)
+from rxcohort.log import get_logger
+from rxcohort.quality import (
+    ExpectationOutcome,
+    load_suites,
+    render_quality_report,
+    require_hard_expectations,
+    run_suite,
+)
+from rxcohort.reference import who_ddd_frame
+from rxcohort.schemas import SILVER_DISPENSINGS_PARTITION_BY
+
+log = get_logger("ingest")
+Progress = Callable[[str], None]
+
+
+@dataclass
+class TableCounts:
+    """Row counts of one table: this load's rows and the warehouse's after the ingest."""
+
+    read_this_load: int = 0
+    clean_this_load: int = 0
+    quarantined_this_load: int = 0
+    duplicates_this_load: int = 0
+    bronze: int = 0
+    clean: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    reasons: dict[str, tuple[int, int]] = field(default_factory=dict)  # reason: (all, this load)
+
+
+@dataclass
+class IngestResult:
+    """What an ingest did; ``summary_rows()`` is what the CLI prints."""
+
+    delivery_dir: Path
+    load_id: str | None
+    changed: bool
+    files: list[tuple[str, int, bool]]  # (delivered path, rows, changed)
+    counts: dict[str, TableCounts]
+    outcomes: list[ExpectationOutcome]
+    versions: dict[str, int | None]
+    report_path: Path | None
+    ignored: tuple[str, ...] = ()
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        n_changed = sum(1 for _, _, changed in self.files if changed)
+        rows: list[tuple[str, str]] = [
+            ("load id", self.load_id or "none (nothing changed)"),
+            ("files", f"{len(self.files)} checked, {n_changed} new or changed"),
+        ]
+        if not self.changed:
+            rows.append(("result", "no change: every file is already in the warehouse as delivered"))
+        for table in TABLES:
+            c = self.counts.get(table)
+            if c is None:
+                continue
+            if self.changed:
+                rows.append(
+                    (
+                        f"{table}: rows read",
+                        f"{c.read_this_load:,} = {c.clean_this_load:,} clean + "
+                        f"{c.quarantined_this_load:,} quarantined + "
+                        f"{c.duplicates_this_load:,} duplicates",
+                    )
+                )
+            rows.append(
+                (
+                    f"{table}: warehouse",
+                    f"{c.bronze:,} bronze = {c.clean:,} silver + {c.quarantined:,} quarantine "
+                    f"+ {c.duplicates:,} duplicates removed",
+                )
+            )
+            for reason, (total, this_load) in sorted(c.reasons.items()):
+                rows.append((f"  quarantined {reason}", f"{total:,} ({this_load:,} this load)"))
+        if self.outcomes:
+            passed = sum(o.success for o in self.outcomes)
+            failed_soft = sum(1 for o in self.outcomes if not o.success and o.severity == "soft")
+            failed_hard = sum(1 for o in self.outcomes if o.is_hard_failure)
+            rows.append(
+                (
+                    "expectations",
+                    f"{passed} passed, {failed_soft} soft warnings, {failed_hard} hard failures",
+                )
+            )
+            for o in self.outcomes:
+                if not o.success:
+                    rows.append((f"  warning {o.suite}", f"{o.label} {_observed_text(o)}".strip()))
+        for name, version in self.versions.items():
+            rows.append((f"version {name}", "-" if version is None else str(version)))
+        if self.report_path is not None:
+            rows.append(("quality report", str(self.report_path)))
+        for name in self.ignored:
+            rows.append(("ignored (not a contract file)", name))
+        return rows
+
+
+def _observed_text(outcome: ExpectationOutcome) -> str:
+    count = outcome.observed.get("unexpected_count")
+    if isinstance(count, int):
+        return f"({count:,} rows)"
+    if "observed_value" in outcome.observed:
+        return f"(observed {outcome.observed['observed_value']})"
+    return ""
+
+
+def default_expectations_dir() -> Path:
+    root = project_root()
+    if root is None or not (root / "expectations").is_dir():
+        raise ConfigError(
+            "cannot find the expectations/ directory of the rxcohort checkout; "
+            "pass expectations_dir (spark-submit: --expectations DIR)"
+        )
+    return root / "expectations"
+
+
+def ingest_delivery(
+    spark: SparkSession,
+    delivery_dir: str | Path,
+    *,
+    warehouse: str | Path,
+    progress: Progress | None = None,
+    expectations_dir: str | Path | None = None,
+    pandas_validation_rows: int = 1_000_000,
+) -> IngestResult:
+    """Load one delivery into the warehouse (see the module docstring). Safe to repeat.
+
+    ``expectations_dir`` holds the suites (default: the checkout's ``expectations/``); a silver
+    table of at most ``pandas_validation_rows`` rows is validated with GX's pandas engine,
+    a larger one with GX's Spark engine.
+    """
+    say: Progress = progress or (lambda message: None)
+    paths = WarehousePaths(warehouse)
+    suites = load_suites(expectations_dir or default_expectations_dir(), SUITES.values())
+
+    delivery = scan_delivery(delivery_dir)
+    for name in delivery.ignored:
+        say(f"ignoring {name}: not a contract file")
+    manifest_files = delivery.manifest.files if delivery.manifest else None
+    checked: list[CheckedFile] = []
+    for file in delivery.files:
+        expected = manifest_files.get(file.relpath) if manifest_files else None
+        result = check_file(file, expected_sha256=expected)
+        sha_note = "sha256 matches manifest" if expected else "no sha256 in manifest"
+        say(f"checked {file.relpath}: {result.rows:,} rows, {sha_note}")
+        checked.append(result)
+
+    previous = _read_registry(spark, paths)
+    period_start, period_end = delivery.period
+    changed = [
+        c
+        for c in checked
+        if previous.get(c.file.name) != (c.sha256, period_start, period_end)
+    ]
+    versions_before = {name: io.table_version(p) for name, p in paths.all_tables().items()}
+    if not changed and all(v is not None for v in versions_before.values()):
+        say("nothing changed: every file is already in the warehouse as delivered")
+        return IngestResult(
+            delivery_dir=Path(delivery_dir),
+            load_id=None,
+            changed=False,
+            files=[(c.file.relpath, c.rows, False) for c in checked],
+            counts={},
+            outcomes=[],
+            versions=versions_before,
+            report_path=None,
+            ignored=delivery.ignored,
+        )
+    if not changed:
+        # Files unchanged but a table is missing (deleted, or a crash in an earlier run):
+        # rebuild from these files.
+        changed = list(checked)
+
+    load_time = datetime.now(UTC).replace(microsecond=0)
+    load_id = f"{load_time:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    run = _IngestRun(spark, paths, delivery, checked, changed, load_id, load_time, say)
+    run.pandas_limit = pandas_validation_rows
+    try:
+        return run.execute(suites, versions_before)
+    finally:
+        run.release()
+
+
+class _IngestRun:
+    """One ingest that changes the warehouse; holds the cached frames so they can be released."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        paths: WarehousePaths,
+        delivery: Delivery,
+        checked: list[CheckedFile],
+        changed: list[CheckedFile],
+        load_id: str,
+        load_time: datetime,
+        say: Progress,
+    ) -> None:
+        self.spark = spark
+        self.paths = paths
+        self.delivery = delivery
+        self.checked = checked
+        self.changed = changed
+        self.load_id = load_id
+        self.load_time = load_time
+        self.say = say
+        self._cached: list[DataFrame] = []
+        self.pandas_limit = 1_000_000
+
+    def _cache(self, frame: DataFrame) -> DataFrame:
+        frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+        self._cached.append(frame)
+        return frame
+
+    def release(self) -> None:
+        for frame in self._cached:
+            frame.unpersist()
+        self._cached.clear()
+
+    # ----------------------------------------------------------------------------------------
+
+    def execute(self, suites: dict[str, Any], versions_before: dict[str, int | None]) -> IngestResult:
+        spark, paths = self.spark, self.paths
+        changed_names = {c.file.name for c in self.changed}
+
+        new_rows: dict[str, DataFrame] = {}
+        bronze: dict[str, DataFrame] = {}
+        for table in TABLES:
+            files = [c for c in self.changed if c.file.table == table]
+            if files:
+                self.say(f"reading {len(files)} {table} file(s)")
+            rows = read_bronze_rows(
+                spark, files, table=table, load_id=self.load_id, load_time=self.load_time
+            )
+            new_rows[table] = self._cache(rows)
+            bronze[table] = self._cache(
+                self._bronze_after(table, new_rows[table], changed_names, versions_before)
+            )
+
+        files_frame = self._files_frame(changed_names, versions_before)
+        who_ddd = who_ddd_frame(spark)
+
+        self.say("building silver and quarantine")
+        persons = self._cache(rules.classify_persons(bronze["persons"]))
+        prescribers = self._cache(rules.classify_prescribers(bronze["prescribers"]))
+        dispensings = self._cache(
+            rules.classify_dispensings(bronze["dispensings"], persons, files_frame, who_ddd)
+        )
+        classified = {"persons": persons, "prescribers": prescribers, "dispensings": dispensings}
+        silver = {
+            "persons": rules.select_silver_persons(persons),
+            "prescribers": rules.select_silver_prescribers(prescribers),
+            "dispensings": rules.select_silver_dispensings(dispensings),
+        }
+        quarantine = {t: rules.select_quarantine(classified[t], table=t) for t in TABLES}
+
+        statuses = {t: self._statuses(classified[t]) for t in TABLES}
+        counts = {t: self._counts(t, statuses[t], bronze[t]) for t in TABLES}
+        for table, c in counts.items():
+            self.say(
+                f"{table}: {c.bronze:,} rows = {c.clean:,} clean + {c.quarantined:,} quarantined "
+                f"+ {c.duplicates:,} duplicates"
+            )
+
+        self.say("running quality suites")
+        views = {
+            "persons": silver["persons"],
+            "prescribers": silver["prescribers"],
+            "dispensings": _dispensings_view(silver["dispensings"], silver["prescribers"]),
+        }
+        outcomes = run_suite(suites[SUITES["raw"]], self._raw_profile(statuses))
+        for table in TABLES:
+            outcomes += run_suite(
+                suites[SUITES[table]],
+                _validation_frame(views[table], rows=counts[table].clean, limit=self.pandas_limit),
+            )
+        report_path = self.paths.report(self.load_id)
+        self._write_report(report_path, counts, outcomes)
+        require_hard_expectations(outcomes, report=str(report_path))
+        for o in outcomes:
+            if not o.success:
+                log.warning("soft expectation failed: %s %s", o.suite, o.label)
+
+        self.say("committing")
+        info = {"rxcohort.load_id": self.load_id, "rxcohort.operation": "ingest"}
+        for table in TABLES:
+            names = sorted({c.file.name for c in self.changed if c.file.table == table})
+            if not names:
+                continue
+            target = paths.bronze(table)
+            if io.table_exists(target):
+                io.write_table(
+                    new_rows[table],
+                    target,
+                    mode="overwrite",
+                    partition_by=BRONZE_PARTITION_BY,
+                    replace_where={"source_file": names},
+                    sort_within_partitions=["line_number"],
+                    commit_info=info,
+                )
+            else:
+                io.write_table(
+                    new_rows[table],
+                    target,
+                    mode="overwrite",
+                    partition_by=BRONZE_PARTITION_BY,
+                    sort_within_partitions=["line_number"],
+                    commit_info=info,
+                )
+        io.write_table(silver["persons"], paths.silver("persons"), mode="overwrite", commit_info=info)
+        io.write_table(
+            silver["prescribers"], paths.silver("prescribers"), mode="overwrite", commit_info=info
+        )
+        io.write_table(
+            silver["dispensings"],
+            paths.silver("dispensings"),
+            mode="overwrite",
+            partition_by=SILVER_DISPENSINGS_PARTITION_BY,
+            sort_within_partitions=["atc_code"],
+            commit_info=info,
+        )
+        for table in TABLES:
+            io.write_table(quarantine[table], paths.quarantine(table), mode="overwrite", commit_info=info)
+        io.write_table(self._delivery_row(), paths.deliveries, mode="append", commit_info=info)
+        io.write_table(self._quality_rows(outcomes), paths.quality_runs, mode="append", commit_info=info)
+        io.write_table(files_frame, paths.files, mode="overwrite", commit_info=info)
+
+        self._check_committed(counts)
+        versions = {name: io.table_version(p) for name, p in paths.all_tables().items()}
+        self.say(f"done: load {self.load_id}")
+        return IngestResult(
+            delivery_dir=self.delivery.directory,
+            load_id=self.load_id,
+            changed=True,
+            files=[
+                (c.file.relpath, c.rows, c.file.name in changed_names) for c in self.checked
+            ],
+            counts=counts,
+            outcomes=outcomes,
+            versions=versions,
+            report_path=report_path,
+            ignored=self.delivery.ignored,
+        )
+
+    # ----------------------------------------------------------------------------------------
+
+    def _bronze_after(
+        self,
+        table: str,
+        new_rows: DataFrame,
+        changed_names: set[str],
+        versions_before: dict[str, int | None],
+    ) -> DataFrame:
+        """The table's bronze as it will be after this ingest: kept rows plus the new files."""
+        version = versions_before[f"bronze/{table}"]
+        if version is None:
+            return new_rows
+        existing = io.read_table(self.spark, self.paths.bronze(table), version=version)
+        kept = existing.where(~F.col("source_file").isin(*sorted(changed_names)))
+        columns = bronze_table_schema(table).fieldNames()
+        return kept.select(*columns).unionByName(new_rows.select(*columns))
+
+    def _files_frame(
+        self, changed_names: set[str], versions_before: dict[str, int | None]
+    ) -> DataFrame:
+        """``bronze/files`` after this ingest: earlier entries kept, changed files replaced."""
+        rows: dict[str, tuple] = {}
+        if versions_before["bronze/files"] is not None:
+            existing = io.read_table(
+                self.spark, self.paths.files, version=versions_before["bronze/files"]
+            ).collect()
+            for row in existing:
+                rows[row["source_file"]] = tuple(row[f] for f in FILES_SCHEMA.fieldNames())
+        start, end = self.delivery.period
+        for c in self.changed:
+            rows[c.file.name] = (
+                c.file.name,
+                c.file.table,
+                c.file.relpath,
+                c.file.year,
+                c.sha256,
+                c.size_bytes,
+                c.lines,
+                c.blank_lines,
+                c.rows,
+                start,
+                end,
+                self.load_id,
+                self.load_time,
+            )
+        assert changed_names <= set(rows)
+        return self.spark.createDataFrame([rows[k] for k in sorted(rows)], FILES_SCHEMA)
+
+    def _statuses(self, classified: DataFrame) -> list[dict[str, Any]]:
+        grouped = classified.groupBy(
+            "source_file",
+            (F.col("load_id") == F.lit(self.load_id)).alias("this_load"),
+            "status",
+            "reason",
+        ).agg(F.count(F.lit(1)).alias("rows"))
+        return [row.asDict() for row in grouped.collect()]
+
+    def _counts(self, table: str, statuses: list[dict[str, Any]], bronze: DataFrame) -> TableCounts:
+        c = TableCounts()
+        for s in statuses:
+            n, this = s["rows"], s["this_load"]
+            c.bronze += n
+            c.read_this_load += n if this else 0
+            if s["status"] == rules.CLEAN:
+                c.clean += n
+                c.clean_this_load += n if this else 0
+            elif s["status"] == rules.DUPLICATE:
+                c.duplicates += n
+                c.duplicates_this_load += n if this else 0
+            else:
+                c.quarantined += n
+                c.quarantined_this_load += n if this else 0
+                total, mine = c.reasons.get(s["reason"], (0, 0))
+                c.reasons[s["reason"]] = (total + n, mine + (n if this else 0))
+        # The classification must neither lose nor multiply rows (its joins could).
+        expected = bronze.count()
+        if c.bronze != expected:
+            raise RxCohortError(
+                f"{table}: classification saw {c.bronze} rows but bronze has {expected}; "
+                "nothing was committed (this is a bug in rxcohort)"
+            )
+        read = sum(x.rows for x in self.changed if x.file.table == table)
+        if c.read_this_load != read:
+            raise RxCohortError(
+                f"{table}: {c.read_this_load} rows of this load classified but {read} read; "
+                "nothing was committed (this is a bug in rxcohort)"
+            )
+        return c
+
+    def _raw_profile(self, statuses: dict[str, list[dict[str, Any]]]):  # -> pandas.DataFrame
+        import pandas as pd
+
+        per_file: dict[str, dict[str, int]] = {}
+        for table_statuses in statuses.values():
+            for s in table_statuses:
+                entry = per_file.setdefault(s["source_file"], {"quarantined": 0, "wrong": 0})
+                if s["status"] == rules.QUARANTINED:
+                    entry["quarantined"] += s["rows"]
+                if s["reason"] == rules.WRONG_FIELD_COUNT:
+                    entry["wrong"] += s["rows"]
+        start, end = self.delivery.period
+        records = []
+        for c in self.checked:
+            entry = per_file.get(c.file.name, {"quarantined": 0, "wrong": 0})
+            rows = c.rows
+            records.append(
+                {
+                    "source_file": c.file.name,
+                    "table_name": c.file.table,
+                    "rows": rows,
+                    "blank_lines": c.blank_lines,
+                    "wrong_field_count_rows": entry["wrong"],
+                    "wrong_field_count_share": entry["wrong"] / rows if rows else 0.0,
+                    "quarantined_rows": entry["quarantined"],
+                    "quarantined_share": entry["quarantined"] / rows if rows else 0.0,
+                    "file_year_in_period": (
+                        c.file.year is None
+                        or start is None
+                        or end is None
+                        or start.year <= c.file.year <= end.year
+                    ),
+                }
+            )
+        return pd.DataFrame.from_records(records)
+
+    def _write_report(
+        self, path: Path, counts: dict[str, TableCounts], outcomes: list[ExpectationOutcome]
+    ) -> None:
+        summary = [("delivery", str(self.delivery.directory))]
+        manifest = self.delivery.manifest
+        if manifest is not None:
+            summary.append(("registry", manifest.registry or "-"))
+            summary.append(("extract date", str(manifest.extract_date or "-")))
+        start, end = self.delivery.period
+        summary.append(("period", f"{start} to {end} ({self.delivery.period_source})"))
+        summary.append(("files", f"{len(self.checked)} checked, {len(self.changed)} new or changed"))
+        for table, c in counts.items():
+            summary.append(
+                (
+                    f"{table} (this load)",
+                    f"{c.read_this_load:,} read = {c.clean_this_load:,} clean + "
+                    f"{c.quarantined_this_load:,} quarantined + {c.duplicates_this_load:,} duplicates",
+                )
+            )
+            summary.append(
+                (
+                    f"{table} (warehouse)",
+                    f"{c.bronze:,} bronze = {c.clean:,} silver + {c.quarantined:,} quarantine + "
+                    f"{c.duplicates:,} duplicates removed",
+                )
+            )
+        quarantine = [
+            (table, reason, total)
+            for table, c in counts.items()
+            for reason, (total, _) in sorted(c.reasons.items())
+        ]
+        page = render_quality_report(
+            title="rxcohort ingest: data quality",
+            load_id=self.load_id,
+            generated_at=self.load_time.isoformat(timespec="seconds"),
+            summary=summary,
+            outcomes=outcomes,
+            quarantine=quarantine,
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+
+    def _delivery_row(self) -> DataFrame:
+        manifest = self.delivery.manifest
+        start, end = self.delivery.period
+        row = (
+            self.load_id,
+            manifest.registry if manifest else None,
+            manifest.extract_date if manifest else None,
+            start,
+            end,
+            self.delivery.period_source,
+            len(self.checked),
+            len(self.changed),
+            sum(c.rows for c in self.changed),
+            manifest.sha256 if manifest else None,
+            self.load_time,
+        )
+        return self.spark.createDataFrame([row], DELIVERIES_SCHEMA)
+
+    def _quality_rows(self, outcomes: Sequence[ExpectationOutcome]) -> DataFrame:
+        rows = [
+            (
+                self.load_id,
+                o.suite,
+                o.index,
+                o.expectation,
+                o.column,
+                o.severity,
+                o.success,
+                json.dumps(o.observed, sort_keys=True, default=str),
+                json.dumps(o.arguments, sort_keys=True, default=str),
+                self.load_time,
+            )
+            for o in outcomes
+        ]
+        return self.spark.createDataFrame(rows, QUALITY_RUNS_SCHEMA)
+
+    def _check_committed(self, counts: dict[str, TableCounts]) -> None:
+        """rows in bronze = rows in silver + rows in quarantine + duplicates removed."""
+        for table, c in counts.items():
+            in_bronze = io.read_table(self.spark, self.paths.bronze(table)).count()
+            in_silver = io.read_table(self.spark, self.paths.silver(table)).count()
+            in_quarantine = io.read_table(self.spark, self.paths.quarantine(table)).count()
+            if in_bronze != in_silver + in_quarantine + c.duplicates:
+                raise RxCohortError(
+                    f"{table}: row-count invariant violated after commit: {in_bronze} bronze rows "
+                    f"!= {in_silver} silver + {in_quarantine} quarantine + {c.duplicates} duplicates "
+                    "(another writer, or a bug)"
+                )
+
+
+def _read_registry(spark: SparkSession, paths: WarehousePaths) -> dict[str, tuple]:
+    """source_file -> (sha256, period_start, period_end) from ``bronze/files``."""
+    if not io.table_exists(paths.files):
+        return {}
+    rows = (
+        io.read_table(spark, paths.files)
+        .select("source_file", "sha256", "period_start", "period_end")
+        .collect()
+    )
+    return {r["source_file"]: (r["sha256"], r["period_start"], r["period_end"]) for r in rows}
+
+
+def _validation_frame(frame: DataFrame, *, rows: int, limit: int) -> Any:
+    """The frame GX validates: pandas (fast, one collect) up to ``limit`` rows, else Spark.
+
+    GX runs each metric as its own Spark job; on a small table that overhead dominates, while
+    on a large one only the Spark engine scales. The expectations mean the same on both.
+    """
+    if rows <= limit:
+        return frame.toPandas()
+    return frame
+
+
+def _dispensings_view(dispensings: DataFrame, prescribers: DataFrame) -> DataFrame:
+    """Silver dispensings plus ``prescriber_registered`` (null when no prescriber is given),
+    for the soft check that prescribers are in prescribers.csv."""
+    known = prescribers.select(F.col("prescriber_id").alias("_known")).distinct()
+    joined = dispensings.join(known, dispensings["prescriber_id"] == known["_known"], "left")
+    registered = F.when(F.col("prescriber_id").isNotNull(), F.col("_known").isNotNull())
+    return joined.withColumn("prescriber_registered", registered).drop("_known")

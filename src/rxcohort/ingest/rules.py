@@ -1,0 +1,454 @@
+"""Bronze rows to silver: typing, normalisation, hard rules, duplicates, returns and DDD.
+
+Pure transforms (DataFrames in, DataFrames out; no reads, writes or collects). Each
+``classify_*`` returns every bronze row exactly once, with its typed values (``t_<column>``),
+a ``status`` and, for quarantined rows, a ``reason`` and a ``reason_detail``:
+
+* ``clean`` - goes to silver;
+* ``duplicate`` - an exact copy (same key, same normalised content) of a clean row: removed
+  and counted;
+* ``quarantined`` - failed a hard rule: goes to ``quarantine/<table>`` with its raw values.
+
+A row gets the first reason that applies, in the order of the rule lists below, so every row
+is counted once and ``rows read = clean + quarantined + duplicates`` holds by construction;
+the pipeline checks it anyway, against the written tables.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from rxcohort.schemas import RAW_COLUMNS, SILVER_DISPENSINGS, SILVER_PERSONS, SILVER_PRESCRIBERS
+
+CLEAN = "clean"
+DUPLICATE = "duplicate"
+QUARANTINED = "quarantined"
+
+# Reason codes, in the order they are tested. Documented in docs/ingest.md.
+WRONG_FIELD_COUNT = "wrong_field_count"
+MISSING_REQUIRED_FIELD = "missing_required_field"
+UNPARSEABLE_DATE = "unparseable_date"
+UNPARSEABLE_NUMBER = "unparseable_number"
+INVALID_VALUE = "invalid_value"
+MALFORMED_ATC = "malformed_atc"
+DATE_OUTSIDE_FILE_YEAR = "date_outside_file_year"
+DATE_OUTSIDE_PERIOD = "date_outside_period"
+ZERO_PACKS = "zero_packs"
+UNKNOWN_PERSON = "unknown_person"
+CONFLICTING_DUPLICATE = "conflicting_duplicate"
+UNMATCHED_RETURN = "unmatched_return"
+RETURN_EXCEEDS_DISPENSED = "return_exceeds_dispensed"
+
+REASONS: dict[str, tuple[str, ...]] = {
+    "persons": (
+        WRONG_FIELD_COUNT,
+        MISSING_REQUIRED_FIELD,
+        UNPARSEABLE_NUMBER,
+        INVALID_VALUE,
+        UNPARSEABLE_DATE,
+        CONFLICTING_DUPLICATE,
+    ),
+    "prescribers": (
+        WRONG_FIELD_COUNT,
+        MISSING_REQUIRED_FIELD,
+        INVALID_VALUE,
+        CONFLICTING_DUPLICATE,
+    ),
+    "dispensings": (
+        WRONG_FIELD_COUNT,
+        MISSING_REQUIRED_FIELD,
+        UNPARSEABLE_DATE,
+        UNPARSEABLE_NUMBER,
+        INVALID_VALUE,
+        MALFORMED_ATC,
+        DATE_OUTSIDE_FILE_YEAR,
+        DATE_OUTSIDE_PERIOD,
+        ZERO_PACKS,
+        UNKNOWN_PERSON,
+        CONFLICTING_DUPLICATE,
+        UNMATCHED_RETURN,
+        RETURN_EXCEEDS_DISPENSED,
+    ),
+}
+
+ATC_REGEX = r"^[A-Z][0-9]{2}[A-Z]{2}[0-9]{2}$"
+_ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+SEX_CODES = (1, 2)
+PROFESSIONS = ("physician", "dentist", "nurse", "other")
+REIMBURSEMENTS = ("blue", "white", "h")
+_EPSILON = 1e-9
+
+LINEAGE = ("source_file", "source_sha256", "line_number", "load_id", "load_time")
+
+
+# --------------------------------------------------------------------------------------------
+# Normalisation helpers
+
+
+def _trimmed(table: str, frame: DataFrame) -> DataFrame:
+    """Add ``s_<column>``: every raw column trimmed of any whitespace, empty as null."""
+    texts = []
+    for column in RAW_COLUMNS[table]:
+        trimmed = F.regexp_replace(F.col(column), r"^\s+|\s+$", "")
+        texts.append(F.when(trimmed != "", trimmed).alias(f"s_{column}"))
+    return frame.select("*", *texts)
+
+
+def _s(column: str) -> Column:
+    return F.col(f"s_{column}")
+
+
+def _number(column: str) -> Column:
+    """A finite double with '.' as decimal mark, else null."""
+    value = _s(column).try_cast("double")
+    return F.when(~F.isnan(value) & (F.abs(value) != F.lit(float("inf"))), value)
+
+
+def _integer(column: str) -> Column:
+    return _s(column).try_cast("int")
+
+
+def _date(column: str) -> Column:
+    return F.when(_s(column).rlike(_ISO_DATE), F.try_to_date(_s(column), "yyyy-MM-dd"))
+
+
+def _unparseable(column: str) -> Column:
+    """Something was delivered but it does not parse."""
+    return _s(column).isNotNull() & F.col(f"t_{column}").isNull()
+
+
+def _drop_trimmed(frame: DataFrame) -> DataFrame:
+    return frame.select(*[c for c in frame.columns if not c.startswith("s_")])
+
+
+def _with_rules(frame: DataFrame, rules: list[tuple[str, str, Column]]) -> DataFrame:
+    """Add ``reason`` and ``reason_detail`` of the first rule whose condition holds."""
+    hits = [
+        F.when(condition, F.struct(F.lit(code).alias("r"), F.lit(what).alias("d")))
+        for code, what, condition in rules
+    ]
+    first = F.coalesce(*hits)
+    return frame.select("*", first.alias("_hit")).select(
+        *[c for c in frame.columns],
+        F.col("_hit.r").alias("reason"),
+        F.col("_hit.d").alias("reason_detail"),
+    )
+
+
+def _wrong_fields(table: str) -> tuple[str, str, Column]:
+    n = len(RAW_COLUMNS[table])
+    return (WRONG_FIELD_COUNT, f"expected {n} fields", F.col("field_count") != n)
+
+
+def _content_hash(columns: list[str]) -> Column:
+    return F.sha2(F.to_json(F.struct(*[F.col(c) for c in columns])), 256)
+
+
+def _mark_duplicates(frame: DataFrame, *, key: str, content: list[str]) -> DataFrame:
+    """Among rows with no reason yet: same key and content -> duplicate (all but the first);
+    same key, different content -> every version quarantined as conflicting_duplicate."""
+    candidate = F.col("reason").isNull()
+    group = Window.partitionBy(F.col(key), candidate)
+    ordered = group.orderBy("source_file", "line_number")
+    content_hash = _content_hash(content)
+    versions_differ = F.min("_content").over(group) != F.max("_content").over(group)
+    flagged = frame.select("*", content_hash.alias("_content")).select(
+        *frame.columns,
+        versions_differ.alias("_differ"),
+        F.row_number().over(ordered).alias("_rank"),
+    )
+    conflicting = candidate & F.col("_differ")
+    duplicate = candidate & ~F.col("_differ") & (F.col("_rank") > 1)
+    others = [c for c in frame.columns if c not in ("reason", "reason_detail")]
+    return flagged.select(
+        *others,
+        F.when(conflicting, F.lit(CONFLICTING_DUPLICATE)).otherwise(F.col("reason")).alias("reason"),
+        F.when(conflicting, F.lit(key.removeprefix("t_")))
+        .otherwise(F.col("reason_detail"))
+        .alias("reason_detail"),
+        F.when(F.col("reason").isNotNull() | conflicting, F.lit(QUARANTINED))
+        .when(duplicate, F.lit(DUPLICATE))
+        .otherwise(F.lit(CLEAN))
+        .alias("status"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# persons
+
+
+def classify_persons(bronze: DataFrame) -> DataFrame:
+    """Bronze person rows, typed, with status / reason (see module docstring)."""
+    typed = _trimmed("persons", bronze).select(
+        "*",
+        _s("person_id").alias("t_person_id"),
+        _integer("sex").alias("t_sex"),
+        _integer("birth_year").alias("t_birth_year"),
+        _date("death_date").alias("t_death_date"),
+        _date("emigration_date").alias("t_emigration_date"),
+        _s("county").alias("t_county"),
+    )
+    rules = [
+        _wrong_fields("persons"),
+        (MISSING_REQUIRED_FIELD, "person_id", F.col("t_person_id").isNull()),
+        (UNPARSEABLE_NUMBER, "sex", _unparseable("sex")),
+        (UNPARSEABLE_NUMBER, "birth_year", _unparseable("birth_year")),
+        (INVALID_VALUE, "sex", ~F.col("t_sex").isin(*SEX_CODES)),
+        (UNPARSEABLE_DATE, "death_date", _unparseable("death_date")),
+        (UNPARSEABLE_DATE, "emigration_date", _unparseable("emigration_date")),
+    ]
+    content = ["t_sex", "t_birth_year", "t_death_date", "t_emigration_date", "t_county"]
+    checked = _drop_trimmed(_with_rules(typed, rules))
+    return _mark_duplicates(checked, key="t_person_id", content=content)
+
+
+def select_silver_persons(classified: DataFrame) -> DataFrame:
+    clean = classified.where(F.col("status") == CLEAN)
+    return _select_silver(clean, SILVER_PERSONS)
+
+
+# --------------------------------------------------------------------------------------------
+# prescribers
+
+
+def classify_prescribers(bronze: DataFrame) -> DataFrame:
+    typed = _trimmed("prescribers", bronze).select(
+        "*",
+        _s("prescriber_id").alias("t_prescriber_id"),
+        F.lower(_s("profession")).alias("t_profession"),
+        F.lower(_s("specialty")).alias("t_specialty"),
+    )
+    rules = [
+        _wrong_fields("prescribers"),
+        (MISSING_REQUIRED_FIELD, "prescriber_id", F.col("t_prescriber_id").isNull()),
+        (INVALID_VALUE, "profession", ~F.col("t_profession").isin(*PROFESSIONS)),
+    ]
+    content = ["t_profession", "t_specialty"]
+    checked = _drop_trimmed(_with_rules(typed, rules))
+    return _mark_duplicates(checked, key="t_prescriber_id", content=content)
+
+
+def select_silver_prescribers(classified: DataFrame) -> DataFrame:
+    clean = classified.where(F.col("status") == CLEAN)
+    return _select_silver(clean, SILVER_PRESCRIBERS)
+
+
+# --------------------------------------------------------------------------------------------
+# dispensings
+
+
+def classify_dispensings(
+    bronze: DataFrame,
+    persons: DataFrame,
+    files: DataFrame,
+    who_ddd: DataFrame,
+) -> DataFrame:
+    """Bronze dispensing rows, typed, with DDD and status / reason.
+
+    ``persons`` is the classified persons frame (its clean rows are the known persons);
+    ``files`` has one row per source_file with file_year, period_start and period_end;
+    ``who_ddd`` is :func:`rxcohort.reference.who_ddd_frame`.
+    """
+    numbers = ["packs", "strength_mg", "units_per_pack", "ddd_per_pack"]
+    periods = F.broadcast(files.select("source_file", "file_year", "period_start", "period_end"))
+    typed = (
+        _trimmed("dispensings", bronze)
+        .join(periods, "source_file", "left")
+        .select(
+            "*",
+            _s("dispensing_id").alias("t_dispensing_id"),
+            _s("person_id").alias("t_person_id"),
+            _date("dispense_date").alias("t_dispense_date"),
+            F.upper(_s("atc_code")).alias("t_atc_code"),
+            _s("product_id").alias("t_product_id"),
+            _s("product_name").alias("t_product_name"),
+            F.when(_s("magistral") == "1", True)
+            .when(_s("magistral") == "0", False)
+            .alias("t_magistral"),
+            *[_number(c).alias(f"t_{c}") for c in numbers],
+            _s("prescriber_id").alias("t_prescriber_id"),
+            F.lower(_s("reimbursement")).alias("t_reimbursement"),
+            F.upper(_s("reimbursement_code")).alias("t_reimbursement_code"),
+        )
+        .select("*", F.year("t_dispense_date").alias("t_dispense_year"))
+    )
+
+    required = ["dispensing_id", "person_id", "dispense_date", "atc_code", "packs"]
+    rules: list[tuple[str, str, Column]] = [_wrong_fields("dispensings")]
+    rules += [(MISSING_REQUIRED_FIELD, c, _s(c).isNull()) for c in required]
+    rules.append((UNPARSEABLE_DATE, "dispense_date", F.col("t_dispense_date").isNull()))
+    rules += [(UNPARSEABLE_NUMBER, c, _unparseable(c)) for c in numbers]
+    rules += [
+        (INVALID_VALUE, "magistral", _s("magistral").isNotNull() & F.col("t_magistral").isNull()),
+        (INVALID_VALUE, "reimbursement", ~F.col("t_reimbursement").isin(*REIMBURSEMENTS)),
+        (INVALID_VALUE, "strength_mg", F.col("t_strength_mg") < 0),
+        (INVALID_VALUE, "units_per_pack", F.col("t_units_per_pack") <= 0),
+        (INVALID_VALUE, "ddd_per_pack", F.col("t_ddd_per_pack") < 0),
+        (MALFORMED_ATC, "atc_code", ~F.col("t_atc_code").rlike(ATC_REGEX)),
+        (
+            DATE_OUTSIDE_FILE_YEAR,
+            "dispense_date",
+            F.col("file_year").isNotNull() & (F.col("t_dispense_year") != F.col("file_year")),
+        ),
+        (
+            DATE_OUTSIDE_PERIOD,
+            "dispense_date",
+            (F.col("t_dispense_date") < F.col("period_start"))
+            | (F.col("t_dispense_date") > F.col("period_end")),
+        ),
+        (ZERO_PACKS, "packs", F.col("t_packs") == 0),
+    ]
+    checked = _drop_trimmed(_with_rules(typed, rules))
+
+    known = (
+        persons.where(F.col("status") == CLEAN)
+        .select(F.col("t_person_id").alias("_known_person"))
+        .distinct()
+    )
+    joined = checked.join(known, checked["t_person_id"] == known["_known_person"], "left")
+    unknown = F.col("reason").isNull() & F.col("_known_person").isNull()
+    others = [c for c in checked.columns if c not in ("reason", "reason_detail")]
+    checked = joined.select(
+        *others,
+        F.when(unknown, F.lit(UNKNOWN_PERSON)).otherwise(F.col("reason")).alias("reason"),
+        F.when(unknown, F.lit("person_id")).otherwise(F.col("reason_detail")).alias("reason_detail"),
+    )
+
+    content = [
+        "t_person_id",
+        "t_dispense_date",
+        "t_atc_code",
+        "t_product_id",
+        "t_product_name",
+        "t_magistral",
+        "t_strength_mg",
+        "t_units_per_pack",
+        "t_packs",
+        "t_ddd_per_pack",
+        "t_prescriber_id",
+        "t_reimbursement",
+        "t_reimbursement_code",
+    ]
+    deduplicated = _mark_duplicates(checked, key="t_dispensing_id", content=content)
+    netted = _net_returns(deduplicated)
+    return add_ddd(netted, who_ddd)
+
+
+def _net_returns(frame: DataFrame) -> DataFrame:
+    """Quarantine returns with nothing to net against.
+
+    A return (packs < 0) is matched to clean dispensings (packs > 0) of the same product
+    (person, ATC code, product_id) on or before its date. It is ``unmatched_return`` when there
+    is none, and ``return_exceeds_dispensed`` when it and the returns before it add up to more
+    packs than were dispensed by its date (the product's DDD would be negative after netting).
+    Earlier returns count even when they were themselves quarantined for exceeding: a cautious
+    rule that never lets a net-negative product into silver.
+    """
+    clean = F.col("status") == CLEAN
+    product = F.coalesce(F.col("t_product_id"), F.lit(""))
+    # Dispensings of a day come before that day's returns, so a same-day return is matched.
+    running = (
+        Window.partitionBy("t_person_id", "t_atc_code", product, clean)
+        .orderBy(
+            "t_dispense_date", F.col("t_packs") < 0, "t_dispensing_id", "source_file", "line_number"
+        )
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
+    dispensed = F.sum(F.when(F.col("t_packs") > 0, F.col("t_packs")).otherwise(0.0)).over(running)
+    returned = F.sum(F.when(F.col("t_packs") < 0, -F.col("t_packs")).otherwise(0.0)).over(running)
+    flagged = frame.select("*", dispensed.alias("_dispensed"), returned.alias("_returned"))
+    is_return = clean & (F.col("t_packs") < 0)
+    unmatched = is_return & (F.col("_dispensed") <= 0)
+    exceeds = is_return & ~unmatched & (F.col("_returned") > F.col("_dispensed") + _EPSILON)
+    bad = unmatched | exceeds
+    others = [c for c in frame.columns if c not in ("reason", "reason_detail", "status")]
+    return flagged.select(
+        *others,
+        F.when(unmatched, F.lit(UNMATCHED_RETURN))
+        .when(exceeds, F.lit(RETURN_EXCEEDS_DISPENSED))
+        .otherwise(F.col("reason"))
+        .alias("reason"),
+        F.when(bad, F.lit("packs")).otherwise(F.col("reason_detail")).alias("reason_detail"),
+        F.when(bad, F.lit(QUARANTINED)).otherwise(F.col("status")).alias("status"),
+    )
+
+
+def add_ddd(dispensings: DataFrame, who_ddd: DataFrame) -> DataFrame:
+    """Add ``t_ddd`` and ``t_ddd_method`` (CONTRACT §5 rule 8) to typed dispensings.
+
+    ``packs * ddd_per_pack`` when the registry gives DDD per pack ('registry'); otherwise
+    ``packs * units_per_pack * strength_mg / DDD in mg`` when the WHO DDD of the ATC code in
+    the year of dispensing is known in mg ('computed'); otherwise null. Returns subtract.
+    """
+    reference = who_ddd.select(
+        F.col("atc_code").alias("_ref_atc"),
+        F.col("valid_from_year").alias("_ref_from"),
+        F.col("valid_to_year").alias("_ref_to"),
+        F.col("ddd_mg").alias("_ref_ddd_mg"),
+    )
+    year = F.col("t_dispense_year")
+    on = (
+        (F.col("t_atc_code") == F.col("_ref_atc"))
+        & (F.col("_ref_from").isNull() | (year >= F.col("_ref_from")))
+        & (F.col("_ref_to").isNull() | (year <= F.col("_ref_to")))
+    )
+    joined = dispensings.join(F.broadcast(reference), on, "left")
+    registry = F.col("t_packs") * F.col("t_ddd_per_pack")
+    computed = (
+        F.col("t_packs") * F.col("t_units_per_pack") * F.col("t_strength_mg") / F.col("_ref_ddd_mg")
+    )
+    has_registry = F.col("t_ddd_per_pack").isNotNull() & F.col("t_packs").isNotNull()
+    has_computed = (
+        F.col("t_packs").isNotNull()
+        & F.col("t_units_per_pack").isNotNull()
+        & F.col("t_strength_mg").isNotNull()
+        & (F.col("_ref_ddd_mg") > 0)
+    )
+    return joined.select(
+        *dispensings.columns,
+        F.when(has_registry, registry).when(has_computed, computed).cast("double").alias("t_ddd"),
+        F.when(has_registry, F.lit("registry"))
+        .when(has_computed, F.lit("computed"))
+        .alias("t_ddd_method"),
+    )
+
+
+def select_silver_dispensings(classified: DataFrame) -> DataFrame:
+    clean = classified.where(F.col("status") == CLEAN)
+    return _select_silver(clean, SILVER_DISPENSINGS)
+
+
+# --------------------------------------------------------------------------------------------
+# shared projections
+
+
+def _select_silver(clean: DataFrame, schema) -> DataFrame:  # type: ignore[no-untyped-def]
+    columns = []
+    for field in schema.fields:
+        if field.name in ("source_file", "load_id"):
+            source = F.col(field.name)
+        else:
+            source = F.col(f"t_{field.name}")
+        columns.append(source.cast(field.dataType).alias(field.name))
+    return clean.select(*columns)
+
+
+def select_quarantine(classified: DataFrame, *, table: str) -> DataFrame:
+    """Quarantined rows: raw values as delivered, reason, detail and lineage."""
+    columns = [
+        *RAW_COLUMNS[table],
+        "reason",
+        "reason_detail",
+        *LINEAGE,
+        "field_count",
+        "raw_line",
+    ]
+    return classified.where(F.col("status") == QUARANTINED).select(*columns)
+
+
+def summarise_statuses(classified: DataFrame, *, load_id: str) -> DataFrame:
+    """Rows per status and reason, split into this load's rows and everything else."""
+    return classified.groupBy(
+        (F.col("load_id") == F.lit(load_id)).alias("this_load"), "status", "reason"
+    ).agg(F.count(F.lit(1)).alias("rows"))

@@ -1,0 +1,125 @@
+"""A self-contained HTML page for one quality run: summary, expectations per suite, quarantine.
+
+No scripts, no external styles or fonts: the page opens on an air-gapped analysis server. It
+shows counts, shares and the suites' own parameters, never a row value.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from html import escape
+from typing import Any
+
+from rxcohort.quality.runner import ExpectationOutcome
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem;
+color:#1f2328;max-width:72rem}
+h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem}
+.sub{color:#57606a;margin-top:0}
+table{border-collapse:collapse;width:100%;margin:.5rem 0 1rem}
+th,td{border-bottom:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;vertical-align:top;
+font-size:.9rem}
+th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.pass{color:#1a7f37;font-weight:600}.fail{color:#cf222e;font-weight:600}
+.warn{color:#9a6700;font-weight:600}
+.banner{padding:.6rem .9rem;border-radius:6px;margin:1rem 0;font-weight:600}
+.banner.ok{background:#dafbe1}.banner.bad{background:#ffebe9}.banner.soft{background:#fff8c5}
+code{font-size:.85rem;background:#f6f8fa;padding:0 .2rem;border-radius:3px}
+"""
+
+
+def render_quality_report(
+    *,
+    title: str,
+    load_id: str,
+    generated_at: str,
+    summary: Sequence[tuple[str, str]],
+    outcomes: Sequence[ExpectationOutcome],
+    quarantine: Sequence[tuple[str, str, int]] = (),
+    notes: Sequence[str] = (),
+) -> str:
+    """The page as a string. ``quarantine`` rows are (table, reason, rows)."""
+    hard_failed = [o for o in outcomes if o.is_hard_failure]
+    soft_failed = [o for o in outcomes if o.severity == "soft" and not o.success]
+    if hard_failed:
+        banner = (
+            "bad",
+            f"Gate closed: {len(hard_failed)} hard expectation(s) failed; nothing was committed.",
+        )
+    elif soft_failed:
+        banner = ("soft", f"Committed with {len(soft_failed)} soft warning(s).")
+    else:
+        banner = ("ok", "All expectations passed.")
+
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="sub">load <code>{escape(load_id)}</code> &middot; {escape(generated_at)}</p>',
+        f'<div class="banner {banner[0]}">{escape(banner[1])}</div>',
+    ]
+    for note in notes:
+        parts.append(f"<p>{escape(note)}</p>")
+    parts.append("<h2>Summary</h2><table>")
+    for key, value in summary:
+        parts.append(f'<tr><th scope="row">{escape(key)}</th><td>{escape(value)}</td></tr>')
+    parts.append("</table>")
+
+    if quarantine:
+        parts.append("<h2>Quarantined rows by reason</h2>")
+        parts.append("<table><tr><th>table</th><th>reason</th><th>rows</th></tr>")
+        for table, reason, rows in quarantine:
+            parts.append(
+                f"<tr><td>{escape(table)}</td><td><code>{escape(reason)}</code></td>"
+                f'<td class="num">{rows:,}</td></tr>'
+            )
+        parts.append("</table>")
+
+    suites: dict[str, list[ExpectationOutcome]] = {}
+    for outcome in outcomes:
+        suites.setdefault(outcome.suite, []).append(outcome)
+    for suite, items in suites.items():
+        passed = sum(o.success for o in items)
+        parts.append(f"<h2>Suite <code>{escape(suite)}</code>: {passed} of {len(items)} passed</h2>")
+        parts.append(
+            "<table><tr><th>#</th><th>result</th><th>severity</th><th>expectation</th>"
+            "<th>column</th><th>parameters</th><th>observed</th></tr>"
+        )
+        for o in items:
+            if o.success:
+                result = '<span class="pass">pass</span>'
+            elif o.severity == "hard":
+                result = '<span class="fail">FAIL</span>'
+            else:
+                result = '<span class="warn">warn</span>'
+            parts.append(
+                f'<tr><td class="num">{o.index + 1}</td><td>{result}</td>'
+                f"<td>{escape(o.severity)}</td><td><code>{escape(o.expectation)}</code></td>"
+                f"<td>{escape(o.column or '')}</td><td>{_format_mapping(o.arguments)}</td>"
+                f"<td>{_format_mapping(o.observed)}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.append(
+        '<p class="sub">hard: a failure stops the ingest before anything is committed; '
+        "soft: reported, the data is committed. Observed values are counts and percentages "
+        "only.</p></body></html>"
+    )
+    return "\n".join(parts)
+
+
+def _format_mapping(values: dict[str, Any]) -> str:
+    if not values:
+        return ""
+    items = []
+    for key, value in values.items():
+        if isinstance(value, float):
+            text = f"{value:.4g}"
+        elif isinstance(value, str):
+            text = value
+        else:
+            text = json.dumps(value, default=str)
+        items.append(f"{escape(key)}={escape(text)}")
+    return "<br>".join(items)

@@ -1,0 +1,177 @@
+"""What the report's figures may show: small pandas frames in, plottable frames out.
+
+A figure has no "<5" cell, so the rule for plots is: a bar, point or curve step that rests on
+1-4 persons is not drawn (its value becomes NaN and the figure says so), or it is merged with
+its neighbours until it rests on at least 5. The tables beside the figures carry the masked
+values. Pure functions: no I/O, no plotting.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from rxcohort.privacy import SMALL_COUNT_MAX, is_small_count
+
+MIN_SHOWN = SMALL_COUNT_MAX + 1
+
+
+def _small(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    hidden = pd.Series(False, index=frame.index)
+    for column in columns:
+        if column in frame.columns:
+            hidden |= frame[column].map(is_small_count).astype(bool)
+    return hidden
+
+
+def _as_float(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    out = frame.copy()
+    for column in columns:
+        if column in out.columns:
+            out[column] = pd.to_numeric(out[column], errors="coerce").astype(float)
+    return out
+
+
+def add_mean_ci(frame: pd.DataFrame, *, n: str = "n_persons", mean: str, sd: str) -> pd.DataFrame:
+    """ci_low, ci_high: mean ± t(0.975, n − 1) · sd / √n; NaN below 2 persons or without sd."""
+    out = _as_float(frame, [n, mean, sd])
+    counts = out[n].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = stats.t.ppf(0.975, counts - 1) * out[sd].to_numpy(dtype=float) / np.sqrt(counts)
+    half = np.where(counts >= 2, half, np.nan)
+    out["ci_low"] = out[mean] - half
+    out["ci_high"] = out[mean] + half
+    return out
+
+
+def plottable_window_means(means: pd.DataFrame) -> pd.DataFrame:
+    """Mean DDD per exposure group × drug group × window with its 95% CI, ready for bars.
+
+    Input: exposure_group, drug_group, window, n_persons, n_users, mean_ddd, sd_ddd. A bar is
+    hidden (``hidden`` True, values NaN) when the group has 1-4 persons or 1-4 of them used the
+    drug group in the window: the mean is then essentially those persons' own DDD.
+    """
+    out = add_mean_ci(means, mean="mean_ddd", sd="sd_ddd")
+    out["hidden"] = _small(means, ["n_persons", "n_users"]).to_numpy()
+    out.loc[out["hidden"], ["mean_ddd", "ci_low", "ci_high"]] = np.nan
+    return out
+
+
+def plottable_trajectories(trajectories: pd.DataFrame) -> pd.DataFrame:
+    """trajectories with mean_ddd and CI set to NaN in months resting on 1-4 persons or users."""
+    out = _as_float(trajectories, ["mean_ddd", "ci_low", "ci_high"])
+    hidden = _small(trajectories, ["n_persons", "n_users"]).to_numpy()
+    out["hidden"] = hidden
+    out.loc[hidden, ["mean_ddd", "ci_low", "ci_high"]] = np.nan
+    return out
+
+
+def plottable_responders(responders: pd.DataFrame) -> pd.DataFrame:
+    """responders with the share and CI set to NaN where persons, eligible or responders are 1-4."""
+    out = _as_float(responders, ["prop_responders", "ci_low", "ci_high"])
+    hidden = _small(responders, ["n_persons", "n_eligible", "n_responders"]).to_numpy()
+    out["hidden"] = hidden
+    out.loc[hidden, ["prop_responders", "ci_low", "ci_high"]] = np.nan
+    return out
+
+
+DID_COUNTS = (
+    "n_persons_high",
+    "n_persons_low",
+    "users_pre_high",
+    "users_post_high",
+    "users_pre_low",
+    "users_post_low",
+)
+
+
+def plottable_did(did: pd.DataFrame) -> pd.DataFrame:
+    """did_results rows whose counts are all 0 or at least 5 (a contrast rests on all of them)."""
+    keep = ~_small(did, DID_COUNTS)
+    return _as_float(did[keep], ["did", "ci_low", "ci_high"]).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class DoseBin:
+    order: int
+    label: str
+
+
+def dose_bins(*, width: float, upper: float) -> list[DoseBin]:
+    """Histogram bins [0, w), [w, 2w), ..., [upper − w, upper], (upper, ∞) and "not estimated".
+
+    The last finite bin includes ``upper`` so that, with ``upper`` = 5 mg, every bin lies
+    inside one dose band (ultra-low < 1, low 1-5 inclusive, other > 5).
+    """
+    n = round(upper / width)
+    if n < 1 or not math.isclose(n * width, upper):
+        raise ValueError("upper must be a whole number of bin widths")
+    bins = [
+        DoseBin(i, f"{_mg(i * width)}–{_mg((i + 1) * width)}{']' if i == n - 1 else ')'}")
+        for i in range(n)
+    ]
+    bins.append(DoseBin(n, f"> {_mg(upper)}"))
+    bins.append(DoseBin(-1, "not estimated"))
+    return bins
+
+
+def _mg(value: float) -> str:
+    return f"{value:g}"
+
+
+def histogram_table(counts: pd.DataFrame, bins: Sequence[DoseBin]) -> pd.DataFrame:
+    """One row per bin (zeros included): bin_order, bin, n_persons (int) and hidden (1-4)."""
+    by_order = dict(zip(counts["bin_order"].astype(int), counts["n_persons"].astype(int), strict=True))
+    rows = [
+        {"bin_order": b.order, "bin": b.label, "n_persons": by_order.get(b.order, 0)} for b in bins
+    ]
+    out = pd.DataFrame(rows, columns=["bin_order", "bin", "n_persons"])
+    out["hidden"] = out["n_persons"].map(is_small_count).astype(bool)
+    return out
+
+
+def km_plot_points(curve: pd.DataFrame, *, step_days: float = 30.0) -> pd.DataFrame:
+    """A Kaplan-Meier curve of one stratum, coarsened so that no step rests on 1-4 persons.
+
+    ``curve`` has time, at_risk (just before time), events, censored, survival, ci_low,
+    ci_high (one stratum, any order). The estimate is read every ``step_days`` days; a point is
+    kept when the discontinuations since the last kept point number 0 or at least 5, and the
+    curve stops before the first point after which 1-4 persons remain at risk. A stratum
+    that starts with 1-4 persons gives no points. Returns time, survival, ci_low, ci_high, with
+    a first point (0, 1, 1, 1) - or an empty frame.
+    """
+    columns = ["time", "survival", "ci_low", "ci_high"]
+    if curve.empty:
+        return pd.DataFrame(columns=columns, dtype=float)
+    rows = _as_float(curve, ["time", "survival", "ci_low", "ci_high"]).sort_values("time")
+    rows = rows.reset_index(drop=True)
+    start = int(rows["at_risk"].iloc[0])
+    if start < MIN_SHOWN:
+        return pd.DataFrame(columns=columns, dtype=float)
+    times = rows["time"].to_numpy()
+    cum_events = rows["events"].astype(int).cumsum().to_numpy()
+    cum_out = (rows["events"].astype(int) + rows["censored"].astype(int)).cumsum().to_numpy()
+    points = [(0.0, 1.0, 1.0, 1.0)]
+    kept_events = 0
+    grid_end = math.ceil(times[-1] / step_days) * step_days
+    for t in np.arange(step_days, grid_end + step_days / 2, step_days):
+        last = np.searchsorted(times, t, side="right") - 1
+        if last < 0:
+            continue
+        remaining = start - int(cum_out[last])
+        new_events = int(cum_events[last]) - kept_events
+        if 0 < remaining < MIN_SHOWN:
+            break
+        if new_events == 0 or new_events >= MIN_SHOWN:
+            survival = rows["survival"].iloc[last]
+            low, high = rows["ci_low"].iloc[last], rows["ci_high"].iloc[last]
+            points.append((float(t), float(survival), float(low), float(high)))
+            kept_events = int(cum_events[last])
+        if remaining == 0:
+            break
+    return pd.DataFrame(points, columns=columns, dtype=float)

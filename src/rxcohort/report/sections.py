@@ -1,0 +1,917 @@
+"""The sections of the study report, from small collected frames to HTML. No I/O, no Spark.
+
+Each ``section_*`` function takes the :class:`ReportData` and returns a :class:`Section`; a
+section whose data is missing says so in one line. Every table goes through
+:func:`rxcohort.privacy.mask_small_counts` before it is rendered, every figure through
+:mod:`rxcohort.report.plotdata`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+
+import pandas as pd
+
+from rxcohort.privacy import (
+    EVERYTHING,
+    MASKED_VALUE,
+    MaskingRule,
+    is_small_count,
+    mask_small_counts,
+)
+from rxcohort.report import plotdata, plots
+from rxcohort.report.html import (
+    Column,
+    Section,
+    count_column,
+    count_text,
+    estimate_ci,
+    figure,
+    is_missing,
+    label,
+    not_available,
+    note,
+    number,
+    p_value,
+    paragraph,
+    percent,
+    render_pairs,
+    render_table,
+)
+from rxcohort.report.summaries import ALL_GROUPS
+from rxcohort.study.models import Study
+
+KM_STEP_DAYS = 30.0
+DOSE_UNIT = "Estimated daily dose of the index drug, mg/day"
+
+# Table 1 and the before/after bars are computed for the report; their rules follow
+# group_results: a group of 1-4 persons shows nothing, and a mean over a window in which 1-4
+# persons used the drug is theirs, so it is hidden with its share of users.
+CHARACTERISTICS_RULE = MaskingRule(
+    person_counts=("n_persons", "n_female", "n_male"),
+    keys=("exposure_group",),
+    dependants={"n_persons": (EVERYTHING,), "n_female": ("pct_female",)},
+)
+WINDOW_DDD_RULE = MaskingRule(
+    person_counts=("n_persons", "n_users"),
+    keys=("exposure_group", "drug_group", "window"),
+    dependants={
+        "n_persons": (EVERYTHING,),
+        "n_users": ("pct_users", "mean_ddd", "sd_ddd", "median_ddd"),
+    },
+)
+DOSE_RULE = MaskingRule(person_counts=("n_persons",), keys=("bin_order", "bin", "value"))
+# Rows of a delivery file can be persons (persons.csv), so the quality section masks row
+# counts of 1-4 too, with the share that would give them back.
+QUALITY_RULE = MaskingRule(
+    person_counts=("unexpected_count",),
+    keys=("load_id", "suite", "expectation", "column", "severity"),
+    dependants={"unexpected_count": ("unexpected_percent",)},
+)
+DELIVERIES_RULE = MaskingRule(
+    person_counts=("rows_read",),
+    keys=("load_id", "registry", "extract_date", "period_start", "period_end"),
+)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The run the report describes: a row of the study's ``runs`` table."""
+
+    run_id: str
+    status: str | None = None
+    definition_sha256: str | None = None
+    definition_yaml: str | None = None
+    rxcohort_version: str | None = None
+    git_commit: str | None = None
+    as_of_run_id: str | None = None
+    input_versions: Mapping[str, int] = field(default_factory=dict)
+    output_versions: Mapping[str, int] = field(default_factory=dict)
+    n_persons: int | None = None
+    started_at: Any = None
+    finished_at: Any = None
+
+    @classmethod
+    def from_any(cls, run: Any) -> RunInfo:
+        """From a runs-table row (dict or Row) or an object such as the study's RunRecord."""
+        if hasattr(run, "asDict"):
+            run = run.asDict()
+        get = run.get if isinstance(run, Mapping) else lambda k, d=None: getattr(run, k, d)
+        return cls(
+            run_id=str(get("run_id")),
+            status=get("status"),
+            definition_sha256=get("definition_sha256"),
+            definition_yaml=get("definition_yaml"),
+            rxcohort_version=get("rxcohort_version"),
+            git_commit=get("git_commit"),
+            as_of_run_id=get("as_of_run_id"),
+            input_versions={k: int(v) for k, v in dict(get("input_versions") or {}).items()},
+            output_versions={k: int(v) for k, v in dict(get("output_versions") or {}).items()},
+            n_persons=get("n_persons"),
+            started_at=get("started_at"),
+            finished_at=get("finished_at"),
+        )
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything the report shows, already aggregated (no frame holds a row per person)."""
+
+    study_id: str
+    generated_at: str
+    study: Study | None = None
+    study_text: str | None = None
+    groups: tuple[str, ...] = ()
+    drug_groups: tuple[str, ...] = ()
+    windows: tuple[str, str] = ("pre", "post")
+    ddd_unit: str = "DDD per person per window"
+    attrition: pd.DataFrame | None = None
+    characteristics: pd.DataFrame | None = None
+    window_ddd: pd.DataFrame | None = None
+    group_results: pd.DataFrame | None = None
+    did_results: pd.DataFrame | None = None
+    responders: pd.DataFrame | None = None
+    trajectories: pd.DataFrame | None = None
+    its_results: pd.DataFrame | None = None
+    km_curves: pd.DataFrame | None = None
+    km_medians: pd.DataFrame | None = None
+    cox_results: pd.DataFrame | None = None
+    dose_bins: pd.DataFrame | None = None
+    dose_bands: pd.DataFrame | None = None
+    dose_source: str | None = None
+    deliveries: pd.DataFrame | None = None
+    quality: pd.DataFrame | None = None
+    quality_scope: str | None = None
+    run: RunInfo | None = None
+    table_versions: Mapping[str, int] = field(default_factory=dict)
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+
+def _has(frame: pd.DataFrame | None) -> bool:
+    return frame is not None and not frame.empty
+
+
+def _missing(id_: str, title: str, reason: str) -> Section:
+    return Section(id_, title, not_available(reason), available=False)
+
+
+def _masked(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    return mask_small_counts(frame.reset_index(drop=True), table=table)
+
+
+def _order(frame: pd.DataFrame, column: str, values: Sequence[str]) -> pd.DataFrame:
+    rank = {v: i for i, v in enumerate(values)}
+    key = frame[column].map(lambda v: rank.get(v, len(rank)))
+    return frame.assign(_rank=key).sort_values(["_rank", column], kind="stable").drop(columns="_rank")
+
+
+def _sort(frame: pd.DataFrame, data: ReportData) -> pd.DataFrame:
+    out = frame
+    if "drug_group" in out.columns:
+        out = _order(out, "drug_group", data.drug_groups)
+    if "exposure_group" in out.columns:
+        out = _order(out, "exposure_group", (*data.groups, ALL_GROUPS))
+    return out.reset_index(drop=True)
+
+
+# -- 1. the study -------------------------------------------------------------------------------
+
+
+def section_study(data: ReportData) -> Section:
+    title = "The study"
+    if data.study is None or not data.study_text:
+        return _missing(
+            "study", title, data.notes.get("study", "the study definition could not be loaded")
+        )
+    study = data.study
+    body = [f"<p>{escape(p)}</p>" for p in data.study_text.split("\n\n")]
+    if study.description:
+        body.insert(1, paragraph(study.description))
+    pairs = [
+        ("Study id", f"<code>{escape(study.study_id)}</code>"),
+        ("Index drug", escape(f"{study.index_drug.name} (ATC {', '.join(study.index_drug.atc)})")),
+        ("Index period", escape(f"{study.index_period.start} to {study.index_period.end}")),
+        (
+            "Windows (days from index)",
+            escape("; ".join(f"{n}: {w.start} to {w.end}" for n, w in study.windows.items())),
+        ),
+        (
+            "Drug groups",
+            escape("; ".join(f"{n} (ATC {', '.join(p)})" for n, p in study.drug_groups.items())),
+        ),
+        (
+            "Exposure groups",
+            escape("; ".join(f"{g.label}: {g.describe()}" for g in study.exposure_groups)),
+        ),
+    ]
+    body.append(render_pairs(pairs))
+    return Section("study", title, "".join(body))
+
+
+# -- 2. attrition ---------------------------------------------------------------------------------
+
+
+def section_attrition(data: ReportData) -> Section:
+    title = "Cohort selection (attrition)"
+    if not _has(data.attrition):
+        return _missing("attrition", title, "the study has no attrition table")
+    rows = _masked(data.attrition.sort_values("step"), "attrition").to_dict("records")
+    parts = ['<div class="flow">']
+    for i, row in enumerate(rows):
+        if i > 0:
+            parts.append('<div class="arrow"></div>')
+            parts.append(
+                '<div class="excl"><span class="line"></span><span class="xbox">Excluded: '
+                f"{count_text(row['n_excluded'])}</span></div>"
+            )
+            parts.append('<div class="arrow"></div>')
+        parts.append(
+            f'<div class="step"><div class="box"><div>{escape(str(row["criterion"]))}</div>'
+            f'<div class="n">n = {count_text(row["n_persons"])}</div></div></div>'
+        )
+    sizes = _group_sizes(data)
+    if sizes:
+        parts.append('<div class="arrow"></div><div class="groups">')
+        for group, n in sizes:
+            parts.append(
+                f'<div class="box"><div>{escape(group)}</div><div class="n">n = {count_text(n)}'
+                "</div></div>"
+            )
+        parts.append("</div>")
+    parts.append("</div>")
+    parts.append(
+        note(
+            "Persons left after each criterion, applied in order; the boxes at the bottom are "
+            "the exposure groups. Counts of 1-4 persons are shown as <5."
+        )
+    )
+    return Section("attrition", title, "".join(parts))
+
+
+def _group_sizes(data: ReportData) -> list[tuple[str, Any]]:
+    if not _has(data.characteristics):
+        return []
+    sizes = data.characteristics.set_index("exposure_group")["n_persons"].to_dict()
+    return [(g, sizes.get(g, 0)) for g in data.groups]
+
+
+# -- 3. Table 1 -------------------------------------------------------------------------------------
+
+
+def section_table1(data: ReportData) -> Section:
+    title = "Table 1. Characteristics at the index date by exposure group"
+    if not _has(data.characteristics):
+        return _missing("table1", title, "the study has no cohort table")
+    chars = data.characteristics.copy()
+    chars["pct_female"] = chars["n_female"] / chars["n_persons"].where(chars["n_persons"] > 0)
+    chars = mask_small_counts(chars, table="characteristics", rule=CHARACTERISTICS_RULE)
+    columns = [g for g in data.groups if g in set(chars["exposure_group"])] + [ALL_GROUPS]
+    by_group = {r["exposure_group"]: r for r in chars.to_dict("records")}
+
+    def cells(render: Callable[[dict[str, Any]], str], source: Mapping[str, Any]) -> str:
+        return "".join(
+            f'<td class="num">{render(source[g]) if g in source else "–"}</td>' for g in columns
+        )
+
+    lines = [
+        ("Persons, n", cells(lambda r: count_text(r["n_persons"]), by_group)),
+        (
+            "Female, n (%)",
+            cells(lambda r: f"{count_text(r['n_female'])} ({percent(r['pct_female'])})", by_group),
+        ),
+        (
+            "Age at index, years, mean (SD)",
+            cells(lambda r: f"{number(r['age_mean'])} ({number(r['age_sd'])})", by_group),
+        ),
+        (
+            "Age at index, years, median (IQR)",
+            cells(
+                lambda r: f"{number(r['age_median'], 0)} ({number(r['age_q1'], 0)}–"
+                f"{number(r['age_q3'], 0)})",
+                by_group,
+            ),
+        ),
+    ]
+    pre = data.windows[0]
+    if _has(data.window_ddd):
+        ddd = data.window_ddd[data.window_ddd["window"] == pre].copy()
+        ddd["pct_users"] = ddd["n_users"] / ddd["n_persons"].where(ddd["n_persons"] > 0)
+        ddd = mask_small_counts(ddd.reset_index(drop=True), table="window_ddd", rule=WINDOW_DDD_RULE)
+        for drug in data.drug_groups:
+            part = {r["exposure_group"]: r for r in ddd[ddd["drug_group"] == drug].to_dict("records")}
+            lines += [
+                (
+                    f"{drug}: users in the {pre} window, n (%)",
+                    cells(lambda r: f"{count_text(r['n_users'])} ({percent(r['pct_users'])})", part),
+                ),
+                (
+                    f"{drug}: DDD in the {pre} window, mean (SD)",
+                    cells(lambda r: f"{number(r['mean_ddd'])} ({number(r['sd_ddd'])})", part),
+                ),
+                (
+                    f"{drug}: DDD in the {pre} window, median",
+                    cells(lambda r: number(r["median_ddd"]), part),
+                ),
+            ]
+    head = "".join(f"<th>{escape(c)}</th>" for c in ["", *columns])
+    body = "".join(f"<tr><th>{escape(name)}</th>{row}</tr>" for name, row in lines)
+    parts = [f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"]
+    parts.append(
+        note(
+            f"DDD: defined daily doses per person in the {pre} window, non-users counted as 0. "
+            "Age is the index year minus the birth year. 'masked': not shown because it "
+            "describes 1-4 persons."
+        )
+    )
+    if not _has(data.window_ddd):
+        parts.append(not_available("baseline drug use (the study has no consumption table)"))
+    return Section("table1", title, "".join(parts))
+
+
+# -- 4. before / after ----------------------------------------------------------------------------
+
+
+def section_ddd(data: ReportData) -> Section:
+    title = "Drug use before and after the index date"
+    if not (_has(data.window_ddd) or _has(data.group_results)):
+        return _missing("ddd", title, "the study has no consumption or group_results table")
+    pre, post = data.windows
+    parts = []
+    means = _window_means(data)
+    if means is not None and not means.empty:
+        png = plots.before_after_bars(
+            means, groups=data.groups, drug_groups=data.drug_groups, windows=data.windows,
+            unit=data.ddd_unit,
+        )
+        parts.append(
+            figure(
+                png,
+                alt=f"Bar chart of mean {data.ddd_unit} in the {pre} and {post} windows",
+                caption=(
+                    f"Mean {data.ddd_unit} in the {pre} and {post} windows by exposure group, "
+                    "with 95% confidence intervals (t distribution). A bar marked <5 is not "
+                    "drawn: it rests on 1-4 persons or users."
+                ),
+            )
+        )
+    if _has(data.group_results):
+        frame = _sort(_masked(data.group_results, "group_results"), data)
+        columns = [
+            label("exposure_group"),
+            label("drug_group"),
+            count_column("Persons", "n_persons"),
+            Column(f"Mean DDD {pre}", lambda r: number(r.get("mean_ddd_pre"))),
+            Column(f"Mean DDD {post}", lambda r: number(r.get("mean_ddd_post"))),
+            Column(
+                "Mean change (95% CI)",
+                lambda r: estimate_ci(r.get("mean_diff"), r.get("ci_low"), r.get("ci_high")),
+            ),
+            Column(
+                "Relative change, % (95% CI)",
+                lambda r: estimate_ci(
+                    r.get("rel_change"),
+                    r.get("rel_change_ci_low"),
+                    r.get("rel_change_ci_high"),
+                    0,
+                    scale=100,
+                ),
+            ),
+            Column("p", lambda r: p_value(r.get("p_value"))),
+            count_column(f"Users {pre}", "users_pre"),
+            count_column(f"Users {post}", "users_post"),
+        ]
+        parts.append(
+            render_table(
+                frame,
+                columns,
+                caption=f"Paired change per exposure group and drug group ({data.ddd_unit}).",
+            )
+        )
+    else:
+        parts.append(not_available("the table of paired changes (no group_results table)"))
+    return Section("ddd", title, "".join(parts))
+
+
+def _window_means(data: ReportData) -> pd.DataFrame | None:
+    if _has(data.window_ddd):
+        frame = data.window_ddd[data.window_ddd["exposure_group"] != ALL_GROUPS]
+        return plotdata.plottable_window_means(frame)
+    if _has(data.group_results):
+        # No consumption table: bars of the group means without intervals.
+        pre, post = data.windows
+        rows = []
+        for r in data.group_results.to_dict("records"):
+            for window, mean, users in (
+                (pre, r["mean_ddd_pre"], r["users_pre"]),
+                (post, r["mean_ddd_post"], r["users_post"]),
+            ):
+                rows.append(
+                    {
+                        "exposure_group": r["exposure_group"],
+                        "drug_group": r["drug_group"],
+                        "window": window,
+                        "n_persons": r["n_persons"],
+                        "n_users": users,
+                        "mean_ddd": mean,
+                        "sd_ddd": float("nan"),
+                    }
+                )
+        return plotdata.plottable_window_means(pd.DataFrame(rows))
+    return None
+
+
+# -- 5. difference in differences ------------------------------------------------------------------
+
+
+def section_did(data: ReportData) -> Section:
+    title = "Difference in differences between exposure groups"
+    if not _has(data.did_results):
+        return _missing("did", title, "the study has no did_results table")
+    parts = []
+    shown = plotdata.plottable_did(_sort(data.did_results, data))
+    hidden = len(data.did_results) - len(shown)
+    if not shown.empty:
+        parts.append(
+            figure(
+                plots.did_forest(shown, unit=data.ddd_unit),
+                alt="Forest plot of the difference in differences with 95% confidence intervals",
+                caption=(
+                    "Change in the higher exposure group minus change in the lower one, with "
+                    "95% confidence intervals (Welch's t). Left of the dashed line: use fell "
+                    "more in the higher exposure group."
+                ),
+            )
+        )
+    if hidden:
+        parts.append(note("Contrasts resting on 1-4 persons or users are not plotted."))
+    frame = _masked(_sort(data.did_results, data), "did_results")
+    columns = [
+        label("drug_group"),
+        label("contrast"),
+        Column(
+            f"DiD, {data.ddd_unit} (95% CI)",
+            lambda r: estimate_ci(r.get("did"), r.get("ci_low"), r.get("ci_high")),
+        ),
+        Column("p", lambda r: p_value(r.get("p_value"))),
+        Column(
+            "DiD in users, percentage points (95% CI)",
+            lambda r: estimate_ci(
+                r.get("did_users_pp"), r.get("did_users_pp_ci_low"), r.get("did_users_pp_ci_high")
+            ),
+        ),
+        count_column("Persons (higher group)", "n_persons_high"),
+        count_column("Persons (lower group)", "n_persons_low"),
+    ]
+    parts.append(render_table(frame, columns))
+    return Section("did", title, "".join(parts))
+
+
+# -- 6. trajectories ---------------------------------------------------------------------------------
+
+
+def section_trajectories(data: ReportData) -> Section:
+    title = "Monthly drug use around the index date"
+    if not _has(data.trajectories):
+        return _missing("trajectories", title, "the study has no trajectories table")
+    parts = []
+    shown = plotdata.plottable_trajectories(data.trajectories)
+    parts.append(
+        figure(
+            plots.trajectory_lines(shown, groups=data.groups, drug_groups=data.drug_groups),
+            alt="Line chart of mean DDD per person per month by exposure group",
+            caption=(
+                "Mean DDD per person in each month before and after the index date (months of "
+                "30-31 days; month 0 starts on the index date), with 95% confidence bands. "
+                "Months resting on 1-4 persons or users are left out (gaps)."
+            ),
+        )
+    )
+    if _has(data.its_results):
+        its = _masked(data.its_results, "its_results")
+        its = its[its["parameter"].isin(["level_change", "slope_change"])]
+        its = _sort(its.sort_values(["lag_months", "parameter"], kind="stable"), data)
+        columns = [
+            label("exposure_group"),
+            label("drug_group"),
+            Column("Lag, months", lambda r: escape(str(r.get("lag_months")))),
+            label("parameter"),
+            Column(
+                "Estimate, DDD per person per month (95% CI)",
+                lambda r: estimate_ci(r.get("estimate"), r.get("ci_low"), r.get("ci_high"), 2),
+            ),
+            Column("p", lambda r: p_value(r.get("p_value"))),
+            count_column("Persons", "n_persons"),
+        ]
+        parts.append(
+            "<details><summary>Interrupted time series: level and slope change at the index "
+            "month (segmented regression)</summary>"
+            + render_table(its, columns)
+            + note(
+                "Months 0 to lag-1 are left out of the fit as the time the drug takes to act. "
+                "Classical OLS intervals; monthly means of one cohort can be autocorrelated, so "
+                "read them as descriptive."
+            )
+            + "</details>"
+        )
+    return Section("trajectories", title, "".join(parts))
+
+
+# -- 7. responders ---------------------------------------------------------------------------------
+
+
+def section_responders(data: ReportData) -> Section:
+    title = "Responders"
+    if not _has(data.responders):
+        return _missing("responders", title, "the study has no responders table")
+    threshold = data.responders["threshold"].dropna()
+    share = f"{float(threshold.iloc[0]):.0%}" if not threshold.empty else "the threshold"
+    parts = [
+        figure(
+            plots.responder_bars(
+                plotdata.plottable_responders(data.responders),
+                groups=data.groups,
+                drug_groups=data.drug_groups,
+            ),
+            alt="Bar chart of the share of responders by exposure group",
+            caption=(
+                f"Share of persons whose DDD fell by at least {share} from before to after the "
+                "index date, among those who used the drug group before, with Wilson 95% "
+                "confidence intervals. Bars marked <5 rest on 1-4 persons and are not drawn."
+            ),
+        )
+    ]
+    frame = _sort(_masked(data.responders, "responders"), data)
+    columns = [
+        label("exposure_group"),
+        label("drug_group"),
+        count_column("Persons", "n_persons"),
+        count_column("Users before (eligible)", "n_eligible"),
+        count_column("Responders", "n_responders"),
+        Column(
+            "Responders, % (95% CI)",
+            lambda r: estimate_ci(
+                r.get("prop_responders"), r.get("ci_low"), r.get("ci_high"), 1, scale=100
+            ),
+        ),
+    ]
+    parts.append(render_table(frame, columns))
+    return Section("responders", title, "".join(parts))
+
+
+# -- 8. Kaplan-Meier -------------------------------------------------------------------------------
+
+
+def section_km(data: ReportData) -> Section:
+    title = "Time on treatment (Kaplan-Meier)"
+    if not _has(data.km_curves):
+        return _missing("km", title, "the study has no km_curves table (persistence not run)")
+    variables = sorted(dict.fromkeys(data.km_curves["stratum_variable"]), key=lambda v: v != "overall")
+    parts = [
+        figure(
+            plots.km_panels(data.km_curves, variables=variables, step_days=KM_STEP_DAYS),
+            alt="Kaplan-Meier curves of the share still on treatment",
+            caption=(
+                "Share of persons still on the index drug by days since the index date "
+                "(Kaplan-Meier; 95% band for the overall curve). For privacy the curves are read "
+                f"every {KM_STEP_DAYS:.0f} days, steps are merged until each holds at least 5 "
+                "discontinuations, and a curve stops before fewer than 5 persons remain at risk."
+            ),
+        )
+    ]
+    if _has(data.km_medians):
+        frame = _masked(data.km_medians, "km_medians")
+        columns = [
+            label("stratum_variable"),
+            label("stratum"),
+            count_column("Persons", "n_persons"),
+            count_column("Discontinued", "n_events"),
+            Column(
+                "Median days on treatment (95% CI)",
+                lambda r: estimate_ci(
+                    r.get("median_time"), r.get("median_ci_low"), r.get("median_ci_high"), 0
+                ),
+            ),
+        ]
+        parts.append(render_table(frame, columns))
+        parts.append(note("–: not reached (more than half still on treatment at the end)."))
+    return Section("km", title, "".join(parts))
+
+
+# -- 9. Cox ---------------------------------------------------------------------------------------
+
+
+def section_cox(data: ReportData) -> Section:
+    title = "Predictors of discontinuation (Cox model)"
+    if not _has(data.cox_results):
+        return _missing("cox", title, "the study has no cox_results table (persistence not run)")
+    frame = _masked(data.cox_results, "cox_results")
+    columns = [
+        label("covariate"),
+        label("level"),
+        label("reference"),
+        count_column("Persons", "n_persons"),
+        count_column("Discontinued", "n_events"),
+        Column(
+            "Hazard ratio (95% CI)",
+            lambda r: estimate_ci(r.get("hr"), r.get("ci_low"), r.get("ci_high"), 2),
+        ),
+        Column("p", lambda r: p_value(r.get("p_value"))),
+        Column("PH test p", lambda r: p_value(r.get("ph_p_value"))),
+        label("status"),
+        Column("Note", lambda r: escape(_text(r.get("note"))), numeric=False),
+    ]
+    parts = [
+        render_table(frame, columns),
+        note(
+            "Hazard ratio > 1: faster discontinuation. PH test p: test of proportional hazards "
+            "(scaled Schoenfeld residuals against rank of time); a small value means the hazard "
+            "ratio changes over follow-up."
+        ),
+    ]
+    return Section("cox", title, "".join(parts))
+
+
+def _text(value: Any) -> str:
+    return "" if is_missing(value) else str(value)
+
+
+# -- 10. dose ---------------------------------------------------------------------------------------
+
+
+def section_dose(data: ReportData) -> Section:
+    title = "Daily dose of the index drug"
+    if not _has(data.dose_bins):
+        return _missing(
+            "dose",
+            title,
+            data.notes.get("dose", "no per-person dose column in the persistence tables"),
+        )
+    table = data.dose_bins.sort_values("bin_order").reset_index(drop=True)
+    parts = [
+        figure(
+            plots.dose_histogram(table, unit=DOSE_UNIT),
+            alt="Histogram of the estimated daily dose",
+            caption=(
+                f"Persons by {DOSE_UNIT[0].lower() + DOSE_UNIT[1:]} (from the {data.dose_source} "
+                "table). Bins holding 1-4 persons are marked <5 and not drawn."
+            ),
+        )
+    ]
+    shown = table[(table["bin_order"] >= 0) | (table["n_persons"] > 0)]
+    masked = mask_small_counts(shown.drop(columns="hidden"), table="dose_bins", rule=DOSE_RULE)
+    parts.append(
+        render_table(
+            masked, [Column("Dose, mg/day", lambda r: escape(r["bin"]), numeric=False),
+                     count_column("Persons", "n_persons")]
+        )
+    )
+    if _has(data.dose_bands):
+        bands = mask_small_counts(data.dose_bands, table="dose_bands", rule=DOSE_RULE)
+        parts.append(
+            render_table(
+                bands,
+                [
+                    Column("Dose band", lambda r: escape(_text(r["value"]) or "missing"), numeric=False),
+                    count_column("Persons", "n_persons"),
+                ],
+                caption="Dose bands: ultra_low < 1 mg/day, low 1-5 mg/day, other > 5 mg/day.",
+            )
+        )
+    return Section("dose", title, "".join(parts))
+
+
+# -- 11. data quality --------------------------------------------------------------------------------
+
+
+def summarise_quality(quality: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per load × suite: expectations, passed, failed (hard), failed (soft); and the failures
+    with their unexpected row count and share (from the privacy-safe ``observed`` JSON)."""
+    frame = quality.copy()
+    frame["success"] = frame["success"].astype(bool)
+    frame["hard_fail"] = ~frame["success"] & (frame["severity"] == "hard")
+    frame["soft_fail"] = ~frame["success"] & (frame["severity"] != "hard")
+    summary = (
+        frame.groupby(["load_id", "suite"], sort=True)
+        .agg(
+            expectations=("success", "size"),
+            passed=("success", "sum"),
+            failed_hard=("hard_fail", "sum"),
+            failed_soft=("soft_fail", "sum"),
+        )
+        .reset_index()
+    )
+    failed = frame[~frame["success"]].copy()
+    observed = failed["observed"].map(_observed) if "observed" in failed else pd.Series(dtype=object)
+    failed["unexpected_count"] = [o.get("unexpected_count") for o in observed]
+    failed["unexpected_percent"] = [o.get("unexpected_percent") for o in observed]
+    keep = ["load_id", "suite", "expectation", "column", "severity", "unexpected_count",
+            "unexpected_percent"]
+    for column in keep:
+        if column not in failed:
+            failed[column] = None
+    return summary, failed[keep].sort_values(["load_id", "suite", "expectation"]).reset_index(
+        drop=True
+    )
+
+
+def _observed(text: Any) -> dict[str, Any]:
+    if not isinstance(text, str):
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def section_quality(data: ReportData) -> Section:
+    title = "Data quality of the inputs"
+    if not _has(data.quality):
+        return _missing(
+            "quality", title, data.notes.get("quality", "no quality/runs table in the warehouse")
+        )
+    parts = []
+    if data.quality_scope:
+        parts.append(paragraph(data.quality_scope))
+    if _has(data.deliveries):
+        deliveries = mask_small_counts(
+            data.deliveries.reset_index(drop=True), table="deliveries", rule=DELIVERIES_RULE
+        )
+        parts.append(
+            render_table(
+                deliveries,
+                [
+                    label("load_id"),
+                    label("registry"),
+                    label("extract_date"),
+                    Column(
+                        "Period",
+                        lambda r: escape(f"{_text(r.get('period_start'))} to {_text(r.get('period_end'))}"),
+                        numeric=False,
+                    ),
+                    count_column("Rows read", "rows_read"),
+                ],
+                caption="Deliveries loaded.",
+            )
+        )
+    summary, failed = summarise_quality(data.quality)
+    any_hard = bool(summary["failed_hard"].sum())
+    n_failed = int(summary["failed_hard"].sum() + summary["failed_soft"].sum())
+    verdict = (
+        '<p class="bad">Hard expectations failed.</p>'
+        if any_hard
+        else (
+            f'<p class="warn">All hard expectations passed; {n_failed} soft expectation(s) '
+            "failed (see below).</p>"
+            if n_failed
+            else '<p class="ok">All expectations passed.</p>'
+        )
+    )
+    parts.append(verdict)
+    parts.append(
+        render_table(
+            summary,
+            [
+                label("load_id"),
+                label("suite"),
+                Column("Expectations", lambda r: str(int(r["expectations"]))),
+                Column("Passed", lambda r: str(int(r["passed"]))),
+                Column("Failed (hard)", lambda r: str(int(r["failed_hard"]))),
+                Column("Failed (soft)", lambda r: str(int(r["failed_soft"]))),
+            ],
+            caption="Expectations per suite (numbers of checks, not of rows).",
+        )
+    )
+    if not failed.empty:
+        masked = mask_small_counts(failed, table="quality", rule=QUALITY_RULE)
+        parts.append(
+            render_table(
+                masked,
+                [
+                    label("suite"),
+                    label("expectation"),
+                    label("column"),
+                    label("severity"),
+                    count_column("Unexpected rows", "unexpected_count"),
+                    Column("Unexpected, %", lambda r: _plain_percent(r.get("unexpected_percent"))),
+                ],
+                caption="Failed expectations (rows counted, never shown).",
+            )
+        )
+    return Section("quality", title, "".join(parts))
+
+
+def _plain_percent(value: Any) -> str:
+    # GX reports unexpected_percent already in percent.
+    if is_missing(value):
+        return "–"
+    if value == MASKED_VALUE:
+        return MASKED_VALUE
+    return f"{float(value):.3g}%"
+
+
+# -- 12. provenance ----------------------------------------------------------------------------------
+
+
+def section_provenance(data: ReportData) -> Section:
+    title = "Provenance"
+    parts = []
+    run = data.run
+    if run is None:
+        parts.append(
+            not_available(data.notes.get("run", "the study has no runs table (run information)"))
+        )
+    else:
+        pairs = [
+            ("Run id", f"<code>{escape(run.run_id)}</code>"),
+            ("Status", escape(_text(run.status))),
+            ("Started (UTC)", escape(_text(run.started_at))),
+            ("Finished (UTC)", escape(_text(run.finished_at))),
+            ("Study definition SHA-256", f"<code>{escape(_text(run.definition_sha256))}</code>"),
+            ("rxcohort version", escape(_text(run.rxcohort_version))),
+            ("Code version (git commit)", f"<code>{escape(_text(run.git_commit) or 'unknown')}</code>"),
+            ("Persons in the cohort", count_text(run.n_persons)),
+        ]
+        if run.as_of_run_id:
+            pairs.insert(2, ("Rebuilt as of run", f"<code>{escape(run.as_of_run_id)}</code>"))
+        parts.append(render_pairs(pairs))
+        if run.input_versions:
+            parts.append(
+                render_table(
+                    [{"table": k, "version": v} for k, v in sorted(run.input_versions.items())],
+                    [label("table"), Column("Delta version", lambda r: str(r["version"]))],
+                    caption="Input tables read by the run.",
+                )
+            )
+    outputs = sorted(set(data.table_versions) | set(run.output_versions if run else {}))
+    if outputs:
+        written = dict(run.output_versions) if run else {}
+        rows = [
+            {"table": t, "written": written.get(t), "read": data.table_versions.get(t)}
+            for t in outputs
+        ]
+        parts.append(
+            render_table(
+                rows,
+                [
+                    label("table"),
+                    Column("Version written by the run", lambda r: _version(r["written"])),
+                    Column("Version read by this report", lambda r: _version(r["read"])),
+                ],
+                caption="Study tables.",
+            )
+        )
+        changed = [r["table"] for r in rows if r["written"] is not None and r["read"] is not None
+                   and r["written"] != r["read"]]
+        if changed:
+            parts.append(
+                note(
+                    "These tables have changed since the run: "
+                    + ", ".join(changed)
+                    + ". The report shows their current versions."
+                )
+            )
+    parts.append(paragraph(f"Report generated {data.generated_at} UTC."))
+    return Section("provenance", title, "".join(parts))
+
+
+def _version(value: Any) -> str:
+    return "–" if value is None else str(int(value))
+
+
+SECTIONS: tuple[Callable[[ReportData], Section], ...] = (
+    section_study,
+    section_attrition,
+    section_table1,
+    section_ddd,
+    section_did,
+    section_trajectories,
+    section_responders,
+    section_km,
+    section_cox,
+    section_dose,
+    section_quality,
+    section_provenance,
+)
+SECTION_IDS: tuple[str, ...] = (
+    "study",
+    "attrition",
+    "table1",
+    "ddd",
+    "did",
+    "trajectories",
+    "responders",
+    "km",
+    "cox",
+    "dose",
+    "quality",
+    "provenance",
+)
+
+
+def build_sections(data: ReportData) -> list[Section]:
+    return [make(data) for make in SECTIONS]

@@ -1,0 +1,212 @@
+"""From a validated study and input frames to the cohort, attrition and consumption frames.
+
+Pure: no reads, no writes, no collect. :mod:`rxcohort.study.pipeline` does the I/O around it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from pyspark.sql import DataFrame
+
+from rxcohort.cohort import (
+    DrugDefinition,
+    add_exposure_count,
+    add_exposure_group,
+    add_person_attributes,
+    generate_index_cohort,
+    require_age,
+    require_drug_use,
+    require_exposure_group,
+    require_follow_up,
+    require_new_users,
+    require_reimbursement_code,
+    require_sex,
+    summarise_attrition,
+)
+from rxcohort.study.models import AgeRule, DrugRule, ReimbursementRule, SexRule, Study
+from rxcohort.transforms.consumption import summarise_consumption
+from rxcohort.transforms.dispensings import select_study_dispensings
+
+COHORT_COLUMNS = (
+    "person_id",
+    "index_date",
+    "exposure_group",
+    "n_index_drug_dispensings",
+    "sex",
+    "age_at_index",
+    "birth_year",
+    "index_strength_mg",
+    "index_prescriber_id",
+    "death_date",
+    "emigration_date",
+)
+
+
+@dataclass(frozen=True)
+class StudyTables:
+    """The three tables every study writes (lazy frames until written)."""
+
+    cohort: DataFrame
+    attrition: DataFrame
+    consumption: DataFrame
+
+
+def index_drug_definition(study: Study) -> DrugDefinition:
+    bounds = study.index_drug.strength_mg
+    return DrugDefinition(
+        label=study.index_drug.name,
+        atc_prefixes=tuple(study.index_drug.atc),
+        strength_min_mg=bounds.min if bounds else None,
+        strength_max_mg=bounds.max if bounds else None,
+    )
+
+
+def required_data_range(study: Study) -> tuple[date, date]:
+    """First and last dispensing day any window of any index date can reach."""
+    first, last = study.day_span()
+    return (
+        study.index_period.start + timedelta(days=first),
+        study.index_period.end + timedelta(days=last),
+    )
+
+
+def select_dispensings_for(study: Study, dispensings: DataFrame) -> DataFrame:
+    """The study's one pass over silver dispensings (see :func:`select_study_dispensings`)."""
+    date_from, date_to = required_data_range(study)
+    index_from: date | None = date_from
+    if study.new_users is not None:
+        look_back = study.new_users.look_back_days
+        index_from = (
+            None
+            if look_back is None
+            else min(date_from, study.index_period.start - timedelta(days=look_back))
+        )
+    other: list[str] = [p for prefixes in study.drug_groups.values() for p in prefixes]
+    codes: list[str] = []
+    for _, rule in study.rules:
+        if isinstance(rule, DrugRule | ReimbursementRule):
+            atc = study.rule_atc(rule)
+            if isinstance(rule, DrugRule) and atc:
+                other.extend(atc)
+            if isinstance(rule, ReimbursementRule):
+                codes.extend(rule.codes)
+    return select_study_dispensings(
+        dispensings,
+        index_atc_prefixes=study.index_drug.atc,
+        index_from=index_from,
+        other_atc_prefixes=sorted(set(other)),
+        reimbursement_codes=sorted(set(codes)),
+        date_from=date_from,
+        date_to=date_to,
+    )
+
+
+Materialise = Callable[[DataFrame], DataFrame]
+
+
+def build_study_tables(
+    study: Study,
+    *,
+    dispensings: DataFrame,
+    persons: DataFrame,
+    materialise: Materialise | None = None,
+) -> StudyTables:
+    """Cohort, attrition and consumption for ``study``.
+
+    ``dispensings`` are silver dispensings (all of them, or the rows of
+    :func:`select_dispensings_for`); ``persons`` is silver persons. Attrition steps, in order:
+    the index date, new users, full follow-up, each inclusion rule, each exclusion rule, and -
+    only when the exposure groups leave counts uncovered - the exposure group.
+
+    ``materialise`` (default: none) is applied to the cohort after every step. The pipeline
+    passes one that persists it, so the attrition rows, the later steps and the output tables
+    read each step's persons once instead of recomputing the chain of joins before it.
+    """
+    keep = materialise or (lambda frame: frame)
+    drug = index_drug_definition(study)
+    cohort, first_row = generate_index_cohort(
+        dispensings, index_drug=drug, period=(study.index_period.start, study.index_period.end)
+    )
+    rows = [first_row]
+    cohort = keep(add_person_attributes(cohort, persons))
+    if study.new_users is not None:
+        cohort, row = require_new_users(
+            cohort, dispensings, index_drug=drug, look_back_days=study.new_users.look_back_days
+        )
+        cohort = keep(cohort)
+        rows.append(row)
+    if study.follow_up is not None:
+        cohort, row = require_follow_up(
+            cohort, days=study.follow_up.days, events=study.follow_up.events
+        )
+        cohort = keep(cohort)
+        rows.append(row)
+    for section, rule in study.rules:
+        cohort, row = _apply_rule(study, cohort, dispensings, rule, exclude=section == "exclusion")
+        cohort = keep(cohort)
+        rows.append(row)
+
+    exposure_window = study.window_days(study.exposure_window)
+    cohort = cohort.transform(
+        add_exposure_count, dispensings, index_drug=drug, window=exposure_window
+    ).transform(add_exposure_group, bins=[(g.label, g.min, g.max) for g in study.exposure_groups])
+    if not study.exposure_groups_cover_all_counts():
+        cohort, row = require_exposure_group(
+            cohort,
+            drug_label=drug.label,
+            window=exposure_window,
+            labels=[g.label for g in study.exposure_groups],
+        )
+        rows.append(row)
+    cohort = keep(cohort.select(*COHORT_COLUMNS))
+
+    consumption = summarise_consumption(
+        cohort,
+        dispensings,
+        drug_groups=study.drug_groups,
+        windows={name: window.days for name, window in study.windows.items()},
+    )
+    return StudyTables(cohort=cohort, attrition=summarise_attrition(rows), consumption=consumption)
+
+
+def _apply_rule(
+    study: Study,
+    cohort: DataFrame,
+    dispensings: DataFrame,
+    rule: DrugRule | ReimbursementRule | AgeRule | SexRule,
+    *,
+    exclude: bool,
+) -> tuple[DataFrame, DataFrame]:
+    if isinstance(rule, DrugRule):
+        atc = study.rule_atc(rule)
+        assert atc is not None  # the model requires drug_group or atc
+        return require_drug_use(
+            cohort,
+            dispensings,
+            name=rule.name,
+            atc_prefixes=atc,
+            window=study.window_days(rule.window),
+            min_count=rule.min_count,
+            drug_label=rule.drug_group,
+            exclude=exclude,
+        )
+    if isinstance(rule, ReimbursementRule):
+        return require_reimbursement_code(
+            cohort,
+            dispensings,
+            name=rule.name,
+            codes=rule.codes,
+            window=study.window_days(rule.window),
+            min_count=rule.min_count,
+            atc_prefixes=study.rule_atc(rule),
+            drug_label=rule.drug_group,
+            exclude=exclude,
+        )
+    if isinstance(rule, AgeRule):
+        return require_age(
+            cohort, name=rule.name, min_years=rule.min, max_years=rule.max, exclude=exclude
+        )
+    return require_sex(cohort, name=rule.name, sex=rule.sex, exclude=exclude)

@@ -1,0 +1,355 @@
+"""``rxcohort run``: read pinned silver tables, build the study's tables, write them, record the run.
+
+The steps, each a function below:
+
+1. load the study file (or, with ``as_of``, the definition stored with that run);
+2. pin the input tables to Delta versions (the latest, or the past run's);
+3. read them, check the deliveries cover the study's days, select the study's dispensings once;
+4. build cohort, attrition and consumption (:func:`rxcohort.study.build.build_study_tables`);
+5. write them to ``<warehouse>/studies/<study_id>/``;
+6. run the analyses on the written tables (:func:`run_analyses`);
+7. append the run to the ``runs`` table - also when a step failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from rxcohort import io
+from rxcohort.errors import RxCohortError, TableNotFoundError
+from rxcohort.log import get_logger
+from rxcohort.study.build import (
+    StudyTables,
+    build_study_tables,
+    index_drug_definition,
+    required_data_range,
+    select_dispensings_for,
+)
+from rxcohort.study.loader import StudySource, load_study_source, parse_study
+from rxcohort.study.models import Study
+from rxcohort.study.runs import (
+    STATUS_SUCCEEDED,
+    RunRecord,
+    append_run,
+    find_run,
+    git_commit,
+    new_run_id,
+    utc_now,
+)
+
+log = get_logger("study")
+
+Progress = Callable[[str], None]
+
+DISPENSINGS = "silver/dispensings"
+PERSONS = "silver/persons"
+PRESCRIBERS = "silver/prescribers"
+DELIVERIES = "silver/deliveries"
+REQUIRED_INPUTS = (DISPENSINGS, PERSONS)
+OPTIONAL_INPUTS = (PRESCRIBERS, DELIVERIES)
+OUTPUT_TABLES = ("cohort", "attrition", "consumption")
+
+
+@dataclass(frozen=True)
+class AnalysisInputs:
+    """What the analyses (statistics, persistence) get: the written tables and pinned inputs."""
+
+    study: Study
+    run_id: str
+    study_dir: Path
+    cohort: DataFrame
+    attrition: DataFrame
+    consumption: DataFrame
+    dispensings: DataFrame  # silver dispensings at the run's pinned version
+    index_dispensings: DataFrame  # those meeting the study's index-drug rule
+    persons: DataFrame
+    prescribers: DataFrame | None
+    data_period: tuple[date, date] | None  # the deliveries' period, when known
+
+
+@dataclass(frozen=True)
+class AnalysisOutcome:
+    summary_rows: list[tuple[str, str]] = field(default_factory=list)
+    table_versions: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class StudyRun:
+    """What ``rxcohort run`` prints: counts only, never a person-level value."""
+
+    study_id: str
+    run_id: str
+    title: str
+    study_dir: Path
+    as_of: str | None
+    input_versions: dict[str, int]
+    output_versions: dict[str, int]
+    attrition: list[tuple[int, str, int, int]]
+    group_sizes: list[tuple[str, int]]
+    analysis: AnalysisOutcome
+
+    @property
+    def n_persons(self) -> int:
+        return self.attrition[-1][2] if self.attrition else 0
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        rows = [("study", self.title), ("run id", self.run_id)]
+        if self.as_of:
+            rows.append(("rebuilt as of run", self.as_of))
+        rows.append(
+            ("inputs", ", ".join(f"{name} v{v}" for name, v in sorted(self.input_versions.items())))
+        )
+        for step, criterion, n_persons, n_excluded in self.attrition:
+            rows.append((f"{step}. {criterion}", f"{n_persons} (-{n_excluded})"))
+        for label, n in self.group_sizes:
+            rows.append((f"exposure group {label}", str(n)))
+        rows.extend(self.analysis.summary_rows)
+        rows.append(("tables", f"{self.study_dir}: {', '.join(sorted(self.output_versions))}"))
+        return rows
+
+
+def run_study(
+    spark: SparkSession,
+    study_file: str | Path,
+    *,
+    warehouse: str | Path,
+    as_of: str | None = None,
+    progress: Progress | None = None,
+) -> StudyRun:
+    """Build and write the study's tables; record the run. See the module docstring."""
+    say = progress or (lambda message: None)
+    warehouse = Path(warehouse)
+    source = load_study_source(study_file)
+    study_dir = warehouse / "studies" / source.study.study_id
+    runs_path = study_dir / "runs"
+
+    pinned: dict[str, int] | None = None
+    if as_of is not None:
+        source, pinned = _past_definition(spark, source, runs_path, as_of, say)
+    study = source.study
+    started = utc_now()
+    record = RunRecord(
+        run_id=new_run_id(started),
+        study_id=study.study_id,
+        definition_sha256=source.sha256,
+        definition_yaml=source.text,
+        started_at=started,
+        as_of_run_id=as_of,
+        git_commit=git_commit(),
+    )
+    log.info("run %s of study %s started", record.run_id, study.study_id)
+    persisted: list[DataFrame] = []
+    try:
+        record.input_versions = pin_inputs(warehouse, pinned)
+        say("reading " + ", ".join(f"{k} v{v}" for k, v in sorted(record.input_versions.items())))
+        inputs = read_inputs(spark, warehouse, record.input_versions)
+        data_period = check_coverage(study, inputs.get(DELIVERIES))
+
+        say("building the cohort")
+        study_dispensings = _persist(select_dispensings_for(study, inputs[DISPENSINGS]), persisted)
+        tables = build_study_tables(
+            study,
+            dispensings=study_dispensings,
+            persons=inputs[PERSONS],
+            materialise=lambda frame: _persist(frame, persisted, eager=True),
+        )
+        record.output_versions = write_outputs(tables, study_dir, run_id=record.run_id, say=say)
+        written = {
+            name: io.read_table(spark, study_dir / name, version=version)
+            for name, version in record.output_versions.items()
+        }
+        attrition = [
+            (r["step"], r["criterion"], r["n_persons"], r["n_excluded"])
+            for r in written["attrition"].orderBy("step").collect()
+        ]
+        record.n_persons = attrition[-1][2]
+        group_sizes = _group_sizes(study, written["cohort"])
+
+        analysis = run_analyses(
+            spark,
+            AnalysisInputs(
+                study=study,
+                run_id=record.run_id,
+                study_dir=study_dir,
+                cohort=written["cohort"],
+                attrition=written["attrition"],
+                consumption=written["consumption"],
+                dispensings=inputs[DISPENSINGS],
+                index_dispensings=inputs[DISPENSINGS].where(
+                    index_drug_definition(study).condition()
+                ),
+                persons=inputs[PERSONS],
+                prescribers=inputs.get(PRESCRIBERS),
+                data_period=data_period,
+            ),
+            progress=say,
+        )
+        record.output_versions.update(analysis.table_versions)
+        record.status = STATUS_SUCCEEDED
+    except Exception as exc:
+        record.error = _error_text(exc)
+        raise
+    finally:
+        for frame in persisted:
+            frame.unpersist()
+        record.finished_at = utc_now()
+        _record_run(spark, runs_path, record)
+
+    log.info(
+        "run %s of study %s succeeded: %d persons",
+        record.run_id,
+        study.study_id,
+        record.n_persons or 0,
+    )
+    return StudyRun(
+        study_id=study.study_id,
+        run_id=record.run_id,
+        title=study.title,
+        study_dir=study_dir,
+        as_of=as_of,
+        input_versions=record.input_versions,
+        output_versions=record.output_versions,
+        attrition=attrition,
+        group_sizes=group_sizes,
+        analysis=analysis,
+    )
+
+
+def run_analyses(
+    spark: SparkSession, inputs: AnalysisInputs, *, progress: Progress
+) -> AnalysisOutcome:
+    """The analyses that read the built tables: statistics and persistence.
+
+    Each writes its own tables under ``inputs.study_dir`` through :mod:`rxcohort.io` and
+    reports their Delta versions (recorded in the run) and a few summary rows. They are wired
+    in here by the modules that own them; until then a run stops after the cohort tables.
+    """
+    del spark, inputs, progress
+    return AnalysisOutcome()
+
+
+# -- the steps --------------------------------------------------------------------------------
+
+
+def pin_inputs(warehouse: Path, pinned: dict[str, int] | None = None) -> dict[str, int]:
+    """Delta version of each input table: ``pinned`` (a past run's) or the latest."""
+    versions: dict[str, int] = {}
+    for name in (*REQUIRED_INPUTS, *OPTIONAL_INPUTS):
+        if pinned is not None:
+            if name in pinned:
+                versions[name] = pinned[name]
+            elif name in REQUIRED_INPUTS:
+                raise RxCohortError(f"the past run recorded no version of {name}")
+            continue
+        version = io.table_version(warehouse / name)
+        if version is not None:
+            versions[name] = version
+        elif name in REQUIRED_INPUTS:
+            raise TableNotFoundError(
+                f"no {name} table in {warehouse}; load a delivery first (rxcohort ingest)"
+            )
+    return versions
+
+
+def read_inputs(
+    spark: SparkSession, warehouse: Path, versions: dict[str, int]
+) -> dict[str, DataFrame]:
+    return {
+        name: io.read_table(spark, warehouse / name, version=version)
+        for name, version in versions.items()
+    }
+
+
+def check_coverage(study: Study, deliveries: DataFrame | None) -> tuple[date, date] | None:
+    """The deliveries' period; an error when it does not hold every day the study looks at.
+
+    A window that runs past the data would count missing dispensings as zero use. Without a
+    deliveries table the period is unknown and not checked.
+    """
+    if deliveries is None or not {"period_start", "period_end"} <= set(deliveries.columns):
+        log.warning("no delivery period recorded: the study's date range is not checked")
+        return None
+    row = deliveries.agg(
+        F.min("period_start").alias("start"), F.max("period_end").alias("end")
+    ).first()
+    if row is None or row["start"] is None or row["end"] is None:
+        return None
+    needed_from, needed_to = required_data_range(study)
+    start, end = row["start"], row["end"]
+    if needed_from < start or needed_to > end:
+        raise RxCohortError(
+            f"study {study.study_id} needs dispensings from {needed_from} to {needed_to}, but the "
+            f"deliveries in the warehouse cover {start} to {end}"
+        )
+    return (start, end)
+
+
+def write_outputs(
+    tables: StudyTables, study_dir: Path, *, run_id: str, say: Progress
+) -> dict[str, int]:
+    versions = {}
+    for name in OUTPUT_TABLES:
+        say(f"writing {name}")
+        versions[name] = io.write_table(
+            getattr(tables, name),
+            study_dir / name,
+            mode="overwrite",
+            commit_info={"rxcohort.run_id": run_id, "rxcohort.study_id": study_dir.name},
+        )
+    return versions
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _past_definition(
+    spark: SparkSession, current: StudySource, runs_path: Path, run_id: str, say: Progress
+) -> tuple[StudySource, dict[str, int]]:
+    past = find_run(spark, runs_path, run_id)
+    source = parse_study(
+        past.definition_yaml, study_id=current.study.study_id, source=f"run {run_id}"
+    )
+    if past.definition_sha256 != current.sha256:
+        say(f"the study file has changed since run {run_id}; rebuilding with that run's definition")
+    return source, past.input_versions
+
+
+def _persist(frame: DataFrame, persisted: list[DataFrame], *, eager: bool = False) -> DataFrame:
+    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    persisted.append(frame)
+    if eager:
+        # An action per cohort step: each step's persons are computed once, and the attrition
+        # rows, later steps and output tables read them from memory.
+        frame.count()
+    return frame
+
+
+def _group_sizes(study: Study, cohort: DataFrame) -> list[tuple[str, int]]:
+    counts = {
+        r["exposure_group"]: r["n"]
+        for r in cohort.groupBy("exposure_group").agg(F.count(F.lit(1)).alias("n")).collect()
+    }
+    return [(g.label, int(counts.get(g.label, 0))) for g in study.exposure_groups]
+
+
+def _record_run(spark: SparkSession, runs_path: Path, record: RunRecord) -> None:
+    try:
+        append_run(spark, runs_path, record)
+    except Exception as exc:
+        log.error("could not record run %s: %s", record.run_id, type(exc).__name__)
+        if record.status == STATUS_SUCCEEDED:
+            raise
+
+
+def _error_text(exc: Exception) -> str:
+    # Our errors are written to be person-free; others (Spark, Python) may quote data values.
+    if isinstance(exc, RxCohortError):
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:500]}"
+    return type(exc).__name__
