@@ -189,6 +189,13 @@ DISPENSING_ROWS_2013 = [
     D("R4", person_id="P2", product_id="777777", dispense_date="2013-04-30", packs="-1"),  # 29
     D("S2", person_id="P2", product_id="777777", dispense_date="2013-05-01"),  # 30 clean
     D(" c2 ", atc_code=" n02ax02 ", reimbursement=" BLUE ", magistral="1"),  # 31 clean
+    # a return nets against the product's dispensings in the 14 days up to it (13, 14, 15)
+    D("S5", person_id="P2", product_id="444444", dispense_date="2013-03-01"),  # 32 clean
+    D("R7", person_id="P2", product_id="444444", dispense_date="2013-03-14", packs="-1"),  # 33
+    D("S3", person_id="P2", product_id="666666", dispense_date="2013-03-01"),  # 34 clean
+    D("R5", person_id="P2", product_id="666666", dispense_date="2013-03-15", packs="-1"),  # 35
+    D("S4", person_id="P2", product_id="555555", dispense_date="2013-03-01"),  # 36 clean
+    D("R6", person_id="P2", product_id="555555", dispense_date="2013-03-16", packs="-1"),  # 37
 ]
 DISPENSING_ROWS_2012 = [
     D("Y2", dispense_date="2013-01-01"),  # 2 a 2013 date in the 2012 file
@@ -248,6 +255,12 @@ def test_each_dispensing_reason_with_one_bad_row(dispensings):
         ("2013", 29, q, "unmatched_return", "packs"),
         ("2013", 30, c, None, None),
         ("2013", 31, c, None, None),
+        ("2013", 32, c, None, None),
+        ("2013", 33, c, None, None),
+        ("2013", 34, c, None, None),
+        ("2013", 35, c, None, None),
+        ("2013", 36, c, None, None),
+        ("2013", 37, q, "unmatched_return", "packs"),
     ]
 
 

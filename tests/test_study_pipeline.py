@@ -181,7 +181,7 @@ def test_a_study_beyond_the_delivered_period_fails_and_is_recorded(spark, tmp_pa
     with pytest.raises(RxCohortError) as raised:
         run_study(spark, STUDY, warehouse=warehouse)
     assert str(raised.value) == (
-        "study ldn_opioids_2013 needs dispensings from 2012-01-01 to 2014-12-30, but the "
+        "study ldn_opioids_2013 needs dispensings from 2012-01-02 to 2014-12-30, but the "
         "deliveries in the warehouse cover 2013-01-01 to 2013-12-31"
     )
     (run,) = table_rows(

@@ -176,6 +176,18 @@ def export(
 
 
 @app.command()
+def report(
+    study_id: Annotated[str, typer.Argument(help="Study id (the study file name without .yaml).")],
+    warehouse: WarehouseOpt = None,
+) -> None:
+    """Rebuild the study's HTML report (studies/<study_id>/report.html) from its tables."""
+    from rxcohort.report import build_report
+
+    path = build_report(_spark(), warehouse=_warehouse(warehouse), study_id=study_id)
+    print_summary(f"Report {study_id}", [("report", str(path))])
+
+
+@app.command()
 def sql(
     query: Annotated[
         str, typer.Argument(help='Spark SQL, e.g. "SELECT count(*) FROM silver.dispensings".')

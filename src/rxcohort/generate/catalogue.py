@@ -421,20 +421,20 @@ _GP_PSY = (("gp", 0.85), ("psychiatry", 0.15))
 REGIMENS: tuple[Regimen, ...] = (
     # --- cardiovascular, metabolic (chronic: point prevalence by age band) ---------------------
     _R(1, "statin", "chronic",
-       (("atorvastatin_20_30", 0.2), ("atorvastatin_20_98", 0.25), ("atorvastatin_40_100", 0.1),
-        ("simvastatin_20_28", 0.15), ("simvastatin_20_100", 0.15), ("simvastatin_40_100", 0.15)),
+       (("atorvastatin_20_30", 0.3), ("atorvastatin_20_98", 0.2), ("atorvastatin_40_100", 0.1),
+        ("simvastatin_20_28", 0.25), ("simvastatin_20_100", 0.1), ("simvastatin_40_100", 0.05)),
        (0.0, 0.005, 0.08, 0.3, 0.33), female=0.8, male=1.2, years=10, blue=0.85,
        codes=("T93", "E78"), prescribers=(("gp", 0.88), ("internal_medicine", 0.12))),
     _R(2, "raas", "chronic",
-       (("losartan_50_28", 0.25), ("losartan_50_98", 0.3), ("losartan_hct_98", 0.2),
-        ("ramipril_5_100", 0.25)),
+       (("losartan_50_28", 0.45), ("losartan_50_98", 0.15), ("losartan_hct_98", 0.2),
+        ("ramipril_5_100", 0.2)),
        (0.0, 0.008, 0.1, 0.32, 0.38), years=10, blue=0.85, codes=("K86", "I10"), prescribers=_GP_IM),
-    _R(3, "amlodipine", "chronic", (("amlodipine_5_30", 0.4), ("amlodipine_5_100", 0.6)),
+    _R(3, "amlodipine", "chronic", (("amlodipine_5_30", 0.6), ("amlodipine_5_100", 0.4)),
        (0.0, 0.003, 0.04, 0.15, 0.2), years=8, blue=0.85, codes=("K86", "I10"), prescribers=_GP_IM),
-    _R(4, "betablocker", "chronic", (("metoprolol_50_30", 0.4), ("metoprolol_50_100", 0.6)),
+    _R(4, "betablocker", "chronic", (("metoprolol_50_30", 0.6), ("metoprolol_50_100", 0.4)),
        (0.0, 0.005, 0.04, 0.15, 0.25), years=8, blue=0.8, codes=("K76", "I25"),
        prescribers=(("gp", 0.85), ("internal_medicine", 0.15))),
-    _R(5, "low_dose_asa", "chronic", (("asa_75_28", 0.4), ("asa_75_98", 0.6)),
+    _R(5, "low_dose_asa", "chronic", (("asa_75_28", 0.6), ("asa_75_98", 0.4)),
        (0.0, 0.002, 0.04, 0.2, 0.35), male=1.3, female=0.7, years=10, blue=0.6,
        codes=("K76", "I25"), prescribers=(("gp", 0.85), ("internal_medicine", 0.15))),
     _R(6, "anticoagulant", "chronic", (("warfarin_25_100", 0.6), ("rivaroxaban_20_28", 0.4)),
@@ -446,7 +446,7 @@ REGIMENS: tuple[Regimen, ...] = (
        (0.0005, 0.006, 0.04, 0.09, 0.08), male=1.2, female=0.8, years=12, blue=0.9,
        codes=("T90", "E11"), prescribers=_GP_IM),
     _R(9, "ppi", "chronic",
-       (("pantoprazole_40_100", 0.4), ("esomeprazole_20_28", 0.3), ("esomeprazole_20_56", 0.3)),
+       (("pantoprazole_40_100", 0.3), ("esomeprazole_20_28", 0.5), ("esomeprazole_20_56", 0.2)),
        (0.002, 0.025, 0.06, 0.11, 0.14), female=1.15, male=0.85, ldn=1.6, years=3, blue=0.55,
        codes=("D84", "K21"), prescribers=_GP_IM),
     _R(10, "levothyroxine", "chronic",
@@ -567,7 +567,7 @@ REGIMENS: tuple[Regimen, ...] = (
     _R(62, "opioid_occasional", "occasional",
        (("paralgin_20", 0.45), ("pinex_forte_20", 0.2), ("tramadol_50_20", 0.2),
         ("oxycodone_5_28", 0.15)),
-       (0.004, 0.12, 0.15, 0.15, 0.14), female=1.15, male=0.85,
+       (0.004, 0.12, 0.15, 0.15, 0.14), female=1.15, male=0.85, ldn=0.6,
        prescribers=(("gp", 0.62), ("dentist", 0.18), ("other_specialty", 0.12),
                     ("no_specialty", 0.08))),
     _R(63, "paracetamol_occasional", "occasional",
@@ -652,9 +652,9 @@ LDN_MIN_AGE = 18
 # Among LDN users, extra (pain-driven) opioid use independent of the background: regular
 # users refill continuously, the rest have flares. Calibrated so ~25% of users have an opioid
 # in the year before starting and the users' pre-index opioid level is ~80-90 DDD/year.
-LDN_OPIOID_REGULAR = 0.125
+LDN_OPIOID_REGULAR = 0.14
 LDN_OPIOID_FLARES = 0.03
-LDN_OPIOID_DOSE_FACTOR = 1.2  # regular LDN-user opioid doses run higher than the label's
+LDN_OPIOID_DOSE_FACTOR = 1.1  # regular LDN-user opioid doses run higher than the label's
 LDN_OPIOID_FLARES_PER_YEAR = 2.5
 LDN_OPIOID_REGULAR_PRODUCTS: tuple[tuple[str, float], ...] = (
     ("paralgin_100", 0.35),

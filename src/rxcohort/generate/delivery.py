@@ -8,17 +8,18 @@ whatever the number of cores or partitions.
 
 from __future__ import annotations
 
+import contextlib
 import gzip as gzip_module
 import hashlib
 import json
 import re
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -86,6 +87,7 @@ class GenerateResult:
     ldn_users: int
     defects: dict[str, int]
     seconds: float
+    step_seconds: dict[str, float] = field(default_factory=dict)
     truth: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property
@@ -138,49 +140,55 @@ def generate_delivery(
     out = Path(out_dir)
     _prepare_out_dir(out)
     staging = out / STAGING
+    timer = _Timer()
     try:
         plan = plan_population(persons=persons, seed=seed, start=start, end=end, ldn_rate=ldn_rate)
         presc_plan = plan_prescribers(persons)
         log.info("generating %s persons, %s prescribers", f"{persons:,}", f"{presc_plan.total:,}")
-        generate_population(spark, plan=plan, prescribers=presc_plan).write.parquet(
-            str(staging / "persons.parquet")
-        )
+        with timer("population"):
+            generate_population(spark, plan=plan, prescribers=presc_plan).write.parquet(
+                str(staging / "persons.parquet")
+            )
         people = spark.read.parquet(str(staging / "persons.parquet"))
-        events = generate_events(spark, people, plan=plan, prescribers=presc_plan, effects=effects)
-        lines = dispensing_lines(events, seed=seed, persons=persons, defect_rate=defects)
-        lines.write.parquet(str(staging / "dispensings.parquet"))
-        staged = spark.read.parquet(str(staging / "dispensings.parquet"))
-        counts = _line_counts(staged)
+        with timer("dispensings"):
+            events = generate_events(
+                spark, people, plan=plan, prescribers=presc_plan, effects=effects
+            )
+            lines = dispensing_lines(events, seed=seed, persons=persons, defect_rate=defects)
+            lines.write.parquet(str(staging / "dispensings.parquet"))
+            staged = spark.read.parquet(str(staging / "dispensings.parquet"))
+            counts = _line_counts(staged)
         log.info("generated %s dispensing rows; writing files", f"{counts['rows']:,}")
-
         suffix = ".csv.gz" if gzip else ".csv"
         files: list[FileInfo] = []
-        files.append(
-            _write_sorted(
-                persons_lines(people, seed=seed),
-                staging / "persons_txt",
-                out,
-                f"persons{suffix}",
-                header(PERSONS_COLUMNS),
-                persons,
-                gzip,
+        with timer("write persons and prescribers"):
+            files.append(
+                _write_sorted(
+                    persons_lines(people, seed=seed),
+                    staging / "persons_txt",
+                    out,
+                    f"persons{suffix}",
+                    header(PERSONS_COLUMNS),
+                    gzip,
+                )
             )
-        )
-        prescriber_rows = generate_prescribers(spark, plan=presc_plan, seed=seed)
-        files.append(
-            _write_sorted(
-                prescribers_lines(prescriber_rows),
-                staging / "prescribers_txt",
-                out,
-                f"prescribers{suffix}",
-                header(PRESCRIBERS_COLUMNS),
-                presc_plan.total,
-                gzip,
+            files.append(
+                _write_sorted(
+                    prescribers_lines(generate_prescribers(spark, plan=presc_plan, seed=seed)),
+                    staging / "prescribers_txt",
+                    out,
+                    f"prescribers{suffix}",
+                    header(PRESCRIBERS_COLUMNS),
+                    gzip,
+                )
             )
-        )
-        files.extend(
-            _write_dispensings(staged, staging / "dispensings_txt", out, plan, counts, gzip, suffix)
-        )
+        with timer("write dispensings"):
+            files.extend(
+                _write_dispensings(staged, staging / "dispensings_txt", out, plan, gzip, suffix)
+            )
+        written = sum(f.rows for f in files if f.path.startswith("dispensings/"))
+        if written != counts["rows"] or files[0].rows != persons:
+            raise RuntimeError("generated and written row counts differ; delivery is incomplete")
         ldn = _ldn_counts(people)
         truth = _truth(plan, presc_plan, effects, defects, gzip, counts, ldn)
         _write_json(out / "truth.json", truth)
@@ -198,6 +206,7 @@ def generate_delivery(
         ldn_users=ldn["users_2013_2014"],
         defects=dict(counts["defects"]),
         seconds=seconds,
+        step_seconds=dict(timer.seconds),
         truth=truth,
     )
 
@@ -277,17 +286,25 @@ def _prepare_out_dir(out: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+class _Timer:
+    """Times named steps and logs each one."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        began = time.monotonic()
+        yield
+        self.seconds[name] = round(time.monotonic() - began, 1)
+        log.info("%s: %.1f s", name, self.seconds[name])
+
+
 def _write_sorted(
-    lines: DataFrame,
-    parts_dir: Path,
-    out: Path,
-    rel_path: str,
-    head: str,
-    rows: int,
-    gzip: bool,
+    lines: DataFrame, parts_dir: Path, out: Path, rel: str, head: str, gzip: bool
 ) -> FileInfo:
     lines.orderBy("sort_key", "line").select("line").write.text(str(parts_dir))
-    return _concatenate(sorted(parts_dir.glob("part-*")), out, rel_path, head, rows, gzip)
+    return _concatenate(sorted(parts_dir.glob("part-*")), out, rel, head, gzip)
 
 
 def _write_dispensings(
@@ -295,7 +312,6 @@ def _write_dispensings(
     parts_dir: Path,
     out: Path,
     plan: PopulationPlan,
-    counts: dict[str, Any],
     gzip: bool,
     suffix: str,
 ) -> list[FileInfo]:
@@ -307,29 +323,25 @@ def _write_dispensings(
         .write.partitionBy("year")
         .text(str(parts_dir))
     )
-    infos = []
-    for year in range(plan.start.year, plan.end.year + 1):
-        parts = sorted((parts_dir / f"year={year}").glob("part-*"))
-        infos.append(
-            _concatenate(
-                parts,
-                out,
-                f"dispensings/dispensings_{year}{suffix}",
-                header(DISPENSINGS_COLUMNS),
-                counts["by_year"].get(year, 0),
-                gzip,
-            )
+    return [
+        _concatenate(
+            sorted((parts_dir / f"year={year}").glob("part-*")),
+            out,
+            f"dispensings/dispensings_{year}{suffix}",
+            header(DISPENSINGS_COLUMNS),
+            gzip,
         )
-    return infos
+        for year in range(plan.start.year, plan.end.year + 1)
+    ]
 
 
-def _concatenate(
-    parts: list[Path], out: Path, rel_path: str, head: str, rows: int, gzip: bool
-) -> FileInfo:
-    dest = out / rel_path
+def _concatenate(parts: list[Path], out: Path, rel: str, head: str, gzip: bool) -> FileInfo:
+    """Header plus the parts in order into ``out/rel``; data rows counted on the way."""
+    dest = out / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
     with open(dest, "wb") as raw:
-        sink = (
+        sink: BinaryIO = (
             gzip_module.GzipFile(
                 filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=_GZIP_LEVEL
             )
@@ -340,11 +352,13 @@ def _concatenate(
             sink.write((head + "\n").encode("utf-8"))
             for part in parts:
                 with open(part, "rb") as src:
-                    shutil.copyfileobj(src, sink, 1 << 22)
+                    for block in iter(lambda src=src: src.read(1 << 22), b""):
+                        rows += block.count(b"\n")
+                        sink.write(block)
         finally:
             if gzip:
                 sink.close()
-    return FileInfo(rel_path, rows, dest.stat().st_size, sha256_of(dest))
+    return FileInfo(rel, rows, dest.stat().st_size, sha256_of(dest))
 
 
 def sha256_of(path: Path) -> str:

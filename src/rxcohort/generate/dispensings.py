@@ -227,6 +227,7 @@ _CROSS_COLUMNS = (
     "band_start",
     "band_end",
     "frailty",
+    "exit_hazard",
     "gp_idx",
     "obs_start",
     "obs_end",
@@ -246,13 +247,16 @@ def generate_chronic(persons: DataFrame, regimens: DataFrame, *, seed: int) -> D
     idx, code = F.col("idx"), F.col("code")
     # Steady state: a person is on treatment when the period opens with the point prevalence
     # of their age then; new episodes start at prevalence / duration per year, each lasting
-    # Exp(duration), at the prevalence of the age they reach: that is how the old who die are
-    # replaced by those ageing into heavier use, and use stays level over calendar time.
+    # Exp(duration), at the prevalence of the age they reach, plus the rate at which users
+    # die or emigrate: that is how users who leave are replaced by others, and use stays level
+    # over calendar time.
     obs_days = F.col("obs_end") - F.col("obs_start") + 1
     level_start = F.least(F.lit(1.0), _level(F.col("sex"), "band_start"))
     level_end = F.least(F.lit(1.0), _level(F.col("sex"), "band_end"))
     p_prevalent = F.when(F.col("obs_start") == F.col("period_start"), level_start).otherwise(0.0)
-    p_incident = level_end * obs_days / 365.25 / F.col("years")
+    p_incident = (
+        level_end * obs_days / 365.25 * (F.lit(1.0) / F.col("years") + F.col("exit_hazard"))
+    )
     df = persons.select(*_CROSS_COLUMNS).crossJoin(F.broadcast(regimens))
     df = df.withColumns(
         {
@@ -289,7 +293,7 @@ def generate_chronic(persons: DataFrame, regimens: DataFrame, *, seed: int) -> D
     choice = F.col("choice")
     lo, hi = F.element_at(F.col("p_lo"), choice), F.element_at(F.col("p_hi"), choice)
     per_day = lo + (hi - lo) * u("per_day")
-    packs = F.when(u("packs") < 0.12, F.lit(2)).otherwise(F.lit(1))
+    packs = F.when(u("packs") < 0.08, F.lit(2)).otherwise(F.lit(1))
     gap = F.greatest(
         F.lit(7.0),
         F.element_at(F.col("p_units"), choice) * packs / per_day * (F.lit(1.0) + 0.3 * u("adh")),

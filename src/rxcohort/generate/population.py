@@ -318,7 +318,7 @@ def generate_population(
         )
     assert emig_rate is not None
     emig = (F.col("t0") + F.floor(-F.log(u("emigration")) / emig_rate * 365.25)).cast("int")
-    df = df.withColumns({"_death": death, "_emig": emig})
+    df = df.withColumns({"_death": death, "_emig": emig, "_emig_rate": emig_rate})
     death_ok = ~special & (F.col("_death") <= end_day)
     df = df.withColumns(
         {
@@ -359,6 +359,14 @@ def generate_population(
     df = df.withColumns(
         {
             "band": band(F.col("age_mid")),
+            # Yearly hazard of leaving the population (death or emigration) at mid-period age:
+            # treatment episodes of those who leave are taken up by others (see dispensings).
+            "exit_hazard": F.least(
+                F.lit(1.0),
+                F.exp(F.lit(cat.MORTALITY_A) + F.lit(cat.MORTALITY_B) * F.col("age_mid"))
+                * sex_factor
+                + F.col("_emig_rate"),
+            ),
             "band_start": band((F.col("obs_start") - F.col("birth_day")) / 365.25),
             "band_end": band((F.col("obs_end") - F.col("birth_day")) / 365.25),
             "county": F.when(u("county_missing") >= cat.COUNTY_MISSING, county),
@@ -380,7 +388,14 @@ def generate_population(
         conditions[f"has_{name}"] = background | F.coalesce(from_ldn, F.lit(False))
     df = df.withColumns(conditions)
     return df.drop(
-        "t0", "age0", "age_group", "slot", "_death", "_emig", *["u_" + p for p in _PERSON_DRAWS]
+        "t0",
+        "age0",
+        "age_group",
+        "slot",
+        "_death",
+        "_emig",
+        "_emig_rate",
+        *["u_" + p for p in _PERSON_DRAWS],
     )
 
 

@@ -78,6 +78,8 @@ SEX_CODES = (1, 2)
 PROFESSIONS = ("physician", "dentist", "nurse", "other")
 REIMBURSEMENTS = ("blue", "white", "h")
 _EPSILON = 1e-9
+# A return nets against dispensings of the same product in this many days up to its date.
+RETURN_WINDOW_DAYS = 14
 
 LINEAGE = ("source_file", "source_sha256", "line_number", "load_id", "load_time")
 
@@ -243,6 +245,8 @@ def classify_dispensings(
     persons: DataFrame,
     files: DataFrame,
     who_ddd: DataFrame,
+    *,
+    return_window_days: int = RETURN_WINDOW_DAYS,
 ) -> DataFrame:
     """Bronze dispensing rows, typed, with DDD and status / reason.
 
@@ -331,32 +335,32 @@ def classify_dispensings(
         "t_reimbursement_code",
     ]
     deduplicated = _mark_duplicates(checked, key="t_dispensing_id", content=content)
-    netted = _net_returns(deduplicated)
+    netted = _net_returns(deduplicated, window_days=return_window_days)
     return add_ddd(netted, who_ddd)
 
 
-def _net_returns(frame: DataFrame) -> DataFrame:
+def _net_returns(frame: DataFrame, *, window_days: int) -> DataFrame:
     """Quarantine returns with nothing to net against.
 
-    A return (packs < 0) is matched to clean dispensings (packs > 0) of the same product
-    (person, ATC code, product_id) on or before its date. It is ``unmatched_return`` when there
-    is none, and ``return_exceeds_dispensed`` when it and the returns before it add up to more
-    packs than were dispensed by its date (the product's DDD would be negative after netting).
-    Earlier returns count even when they were themselves quarantined for exceeding: a cautious
-    rule that never lets a net-negative product into silver.
+    A return (packs < 0) nets against the clean dispensings (packs > 0) of the same product
+    (person, ATC code, product_id) in the ``window_days`` days up to and including its date:
+    a pharmacy takes a package back, or corrects a registration, shortly after the dispensing.
+    It is ``unmatched_return`` when there is no such dispensing, and
+    ``return_exceeds_dispensed`` when the returns of that product in the window add up to more
+    packs than were dispensed in it (the DDD would be negative after netting). Returns that are
+    themselves quarantined still count against the window: a cautious rule that never lets a
+    net-negative product into silver.
     """
     clean = F.col("status") == CLEAN
     product = F.coalesce(F.col("t_product_id"), F.lit(""))
-    # Dispensings of a day come before that day's returns, so a same-day return is matched.
-    running = (
+    day = F.datediff(F.col("t_dispense_date"), F.lit("1970-01-01").cast("date"))
+    window = (
         Window.partitionBy("t_person_id", "t_atc_code", product, clean)
-        .orderBy(
-            "t_dispense_date", F.col("t_packs") < 0, "t_dispensing_id", "source_file", "line_number"
-        )
-        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+        .orderBy(day)
+        .rangeBetween(-window_days, 0)
     )
-    dispensed = F.sum(F.when(F.col("t_packs") > 0, F.col("t_packs")).otherwise(0.0)).over(running)
-    returned = F.sum(F.when(F.col("t_packs") < 0, -F.col("t_packs")).otherwise(0.0)).over(running)
+    dispensed = F.sum(F.when(F.col("t_packs") > 0, F.col("t_packs")).otherwise(0.0)).over(window)
+    returned = F.sum(F.when(F.col("t_packs") < 0, -F.col("t_packs")).otherwise(0.0)).over(window)
     flagged = frame.select("*", dispensed.alias("_dispensed"), returned.alias("_returned"))
     is_return = clean & (F.col("t_packs") < 0)
     unmatched = is_return & (F.col("_dispensed") <= 0)

@@ -238,9 +238,7 @@ def _quality(
     load_ids: list[str] = []
     if deliveries is not None and version is not None:
         load_ids = [r["load_id"] for r in deliveries.select("load_id").distinct().collect()]
-        scope = (
-            f"Loads recorded in silver/deliveries version {version}, the version the run read."
-        )
+        scope = f"Loads recorded in silver/deliveries version {version}, the version the run read."
     if not load_ids:
         latest = quality.orderBy(F.col("run_time").desc()).select("load_id").limit(1).collect()
         if not latest:
@@ -250,19 +248,31 @@ def _quality(
         scope = "The latest load in the warehouse (the run did not record which loads it read)."
     columns = [
         c
-        for c in ("load_id", "suite", "expectation_index", "expectation", "column", "severity",
-                  "success", "observed")
+        for c in (
+            "load_id",
+            "suite",
+            "expectation_index",
+            "expectation",
+            "column",
+            "severity",
+            "success",
+            "observed",
+        )
         if c in quality.columns
     ]
-    quality_pd = (
-        quality.where(F.col("load_id").isin(load_ids)).select(*columns).toPandas()
-    )
+    quality_pd = quality.where(F.col("load_id").isin(load_ids)).select(*columns).toPandas()
     deliveries_pd = None
     if deliveries is not None:
         wanted = [
             c
-            for c in ("load_id", "registry", "extract_date", "period_start", "period_end",
-                      "rows_read")
+            for c in (
+                "load_id",
+                "registry",
+                "extract_date",
+                "period_start",
+                "period_end",
+                "rows_read",
+            )
             if c in deliveries.columns
         ]
         deliveries_pd = (

@@ -8,6 +8,7 @@ unmasked because the frames are masked first, and they refuse one as a last line
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -120,7 +121,9 @@ def count_text(value: Any) -> str:
         try:
             body = f"{int(value):,}"
         except (TypeError, ValueError) as exc:
-            raise RxCohortError(f"a count in the report is not a number: {type(value).__name__}") from exc
+            raise RxCohortError(
+                f"a count in the report is not a number: {type(value).__name__}"
+            ) from exc
     return f'<span class="count">{body}</span>'
 
 
@@ -182,13 +185,53 @@ class Column:
     numeric: bool = True
 
 
-def label(name: str) -> Column:
-    return Column(name, lambda row, _n=name: escape(_label_text(row, _n)), numeric=False)
+HEADERS = {
+    "exposure_group": "Exposure group",
+    "drug_group": "Drug group",
+    "contrast": "Contrast",
+    "parameter": "Parameter",
+    "stratum_variable": "Stratified by",
+    "stratum": "Stratum",
+    "covariate": "Covariate",
+    "level": "Level",
+    "reference": "Reference",
+    "status": "Status",
+    "load_id": "Load id",
+    "registry": "Registry",
+    "extract_date": "Extract date",
+    "suite": "Suite",
+    "expectation": "Expectation",
+    "column": "Column",
+    "severity": "Severity",
+    "table": "Table",
+}
+
+
+def label(name: str, header: str | None = None) -> Column:
+    """A text column; numbers of 1-4 persons or events inside the text are masked too."""
+    return Column(
+        header or HEADERS.get(name, name.replace("_", " ").capitalize()),
+        lambda row, _n=name: escape(_label_text(row, _n)),
+        numeric=False,
+    )
 
 
 def _label_text(row: Any, name: str) -> str:
     value = row.get(name)
-    return MISSING if is_missing(value) else str(value)
+    return MISSING if is_missing(value) else mask_counts_in_text(str(value))
+
+
+# A count written into free text, e.g. a model note "left out (3 persons)".
+_COUNT_IN_TEXT = re.compile(
+    r"(?<![\w.,])([1-4])(\s+(?:[a-z]+\s+)?(?:persons?|patients?|individuals?|users?|events?|"
+    r"discontinuations?|responders?|cases?|deaths?)(?:\(s\))?)(?![\w(])",
+    flags=re.IGNORECASE,
+)
+
+
+def mask_counts_in_text(text: str) -> str:
+    """Replace a number 1-4 followed by a word for persons or events with ``<5``."""
+    return _COUNT_IN_TEXT.sub(lambda m: MASKED_COUNT + m.group(2), text)
 
 
 def count_column(header: str, name: str) -> Column:
@@ -210,7 +253,9 @@ def render_table(
     body = []
     for record in records:
         cells = "".join(
-            f'<td class="num">{c.render(record)}</td>' if c.numeric else f"<td>{c.render(record)}</td>"
+            f'<td class="num">{c.render(record)}</td>'
+            if c.numeric
+            else f"<td>{c.render(record)}</td>"
             for c in columns
         )
         body.append(f"<tr>{cells}</tr>")
@@ -227,9 +272,7 @@ def render_pairs(pairs: Sequence[tuple[str, str]]) -> str:
 # -- the page -----------------------------------------------------------------------------------
 
 
-def render_page(
-    *, title: str, subtitle: str, sections: Sequence[Section], footer: str
-) -> str:
+def render_page(*, title: str, subtitle: str, sections: Sequence[Section], footer: str) -> str:
     toc = "".join(f'<li><a href="#{s.id}">{escape(s.title)}</a></li>' for s in sections)
     parts = [
         "<!DOCTYPE html>",

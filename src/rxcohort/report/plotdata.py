@@ -111,11 +111,9 @@ def dose_bins(*, width: float, upper: float) -> list[DoseBin]:
     n = round(upper / width)
     if n < 1 or not math.isclose(n * width, upper):
         raise ValueError("upper must be a whole number of bin widths")
-    bins = [
-        DoseBin(i, f"{_mg(i * width)}–{_mg((i + 1) * width)}{']' if i == n - 1 else ')'}")
-        for i in range(n)
-    ]
-    bins.append(DoseBin(n, f"> {_mg(upper)}"))
+    bins = [DoseBin(i, f"{_mg(i * width)} to <{_mg((i + 1) * width)}") for i in range(n - 1)]
+    bins.append(DoseBin(n - 1, f"{_mg(upper - width)} to {_mg(upper)}"))
+    bins.append(DoseBin(n, f">{_mg(upper)}"))
     bins.append(DoseBin(-1, "not estimated"))
     return bins
 
@@ -126,7 +124,9 @@ def _mg(value: float) -> str:
 
 def histogram_table(counts: pd.DataFrame, bins: Sequence[DoseBin]) -> pd.DataFrame:
     """One row per bin (zeros included): bin_order, bin, n_persons (int) and hidden (1-4)."""
-    by_order = dict(zip(counts["bin_order"].astype(int), counts["n_persons"].astype(int), strict=True))
+    by_order = dict(
+        zip(counts["bin_order"].astype(int), counts["n_persons"].astype(int), strict=True)
+    )
     rows = [
         {"bin_order": b.order, "bin": b.label, "n_persons": by_order.get(b.order, 0)} for b in bins
     ]

@@ -33,7 +33,7 @@ def group_colours(groups: Sequence[str]) -> dict[str, str]:
 def _png(fig: Figure) -> str:
     FigureCanvasAgg(fig)
     buffer = _bytes_io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -46,6 +46,12 @@ def _grid(n_panels: int, *, width: float = 4.2, height: float = 3.4, max_cols: i
     for ax in flat[n_panels:]:
         ax.set_visible(False)
     return fig, flat[:n_panels]
+
+
+def stratum_key(value: object) -> tuple[int, str]:
+    """Order strata as a reader expects: '<40' before '40-49', 'missing' last."""
+    text = str(value)
+    return (2 if text == "missing" else 0 if text.startswith("<") else 1, text)
 
 
 def _style(ax) -> None:
@@ -82,7 +88,10 @@ def before_after_bars(
     width = 0.38
     for ax, drug in zip(axes, drug_groups, strict=True):
         part = means[means["drug_group"] == drug]
-        for offset, window, colour in ((-width / 2, pre, PRE_COLOUR), (width / 2, post, POST_COLOUR)):
+        for offset, window, colour in (
+            (-width / 2, pre, PRE_COLOUR),
+            (width / 2, post, POST_COLOUR),
+        ):
             rows = part[part["window"] == window].set_index("exposure_group").reindex(list(groups))
             heights = rows["mean_ddd"].to_numpy(dtype=float)
             low = heights - rows["ci_low"].to_numpy(dtype=float)
@@ -97,7 +106,7 @@ def before_after_bars(
                 elinewidth=1,
                 capsize=3,
             )
-            for i, hidden in enumerate(rows["hidden"].fillna(False).astype(bool)):
+            for i, hidden in enumerate(rows["hidden"].eq(True)):
                 if hidden:
                     _hidden_mark(ax, x[i] + offset)
         ax.set_xticks(x, list(groups), fontsize=8)
@@ -120,7 +129,9 @@ def did_forest(did: pd.DataFrame, *, unit: str) -> str:
     high = rows["ci_high"].to_numpy(dtype=float) - est
     ax.errorbar(est, y, xerr=np.vstack([low, high]), fmt="s", color=POST_COLOUR, capsize=3)
     ax.axvline(0, color="#555555", linewidth=1, linestyle="--")
-    ax.set_yticks(y, [f"{d}\n{c}" for d, c in zip(rows["drug_group"], rows["contrast"], strict=True)])
+    ax.set_yticks(
+        y, [f"{d}\n{c}" for d, c in zip(rows["drug_group"], rows["contrast"], strict=True)]
+    )
     ax.tick_params(axis="y", labelsize=8)
     ax.set_xlabel(f"Difference in differences ({unit})", fontsize=9)
     ax.spines[["top", "right"]].set_visible(False)
@@ -141,8 +152,15 @@ def trajectory_lines(
             if rows.empty:
                 continue
             months = rows["month"].to_numpy(dtype=float)
-            ax.plot(months, rows["mean_ddd"].to_numpy(dtype=float), marker="o", markersize=2.5,
-                    linewidth=1.4, color=colours[group], label=group)
+            ax.plot(
+                months,
+                rows["mean_ddd"].to_numpy(dtype=float),
+                marker="o",
+                markersize=2.5,
+                linewidth=1.4,
+                color=colours[group],
+                label=group,
+            )
             ax.fill_between(
                 months,
                 rows["ci_low"].to_numpy(dtype=float),
@@ -178,7 +196,7 @@ def responder_bars(
         high = 100 * rows["ci_high"].to_numpy(dtype=float) - share
         ax.bar(x, np.nan_to_num(share), 0.6, color=[colours[g] for g in groups])
         ax.errorbar(x, share, yerr=np.vstack([low, high]), fmt="none", ecolor="#222222", capsize=3)
-        for i, hidden in enumerate(rows["hidden"].fillna(False).astype(bool)):
+        for i, hidden in enumerate(rows["hidden"].eq(True)):
             if hidden:
                 _hidden_mark(ax, x[i])
         ax.set_xticks(x, list(groups), fontsize=8)
@@ -194,17 +212,30 @@ def km_panels(curves: pd.DataFrame, *, variables: Sequence[str], step_days: floa
     fig, axes = _grid(len(variables))
     for ax, variable in zip(axes, variables, strict=True):
         part = curves[curves["stratum_variable"] == variable]
-        strata = sorted(part["stratum"].dropna().unique(), key=str)
+        strata = sorted(part["stratum"].dropna().unique(), key=stratum_key)
         colours = group_colours(strata)
         for stratum in strata:
             points = km_plot_points(part[part["stratum"] == stratum], step_days=step_days)
             if points.empty:
                 continue
-            ax.step(points["time"], points["survival"], where="post", color=colours[stratum],
-                    linewidth=1.5, label=str(stratum))
+            ax.step(
+                points["time"],
+                points["survival"],
+                where="post",
+                color=colours[stratum],
+                linewidth=1.5,
+                label=str(stratum),
+            )
             if len(strata) == 1:
-                ax.fill_between(points["time"], points["ci_low"], points["ci_high"], step="post",
-                                color=colours[stratum], alpha=0.18, linewidth=0)
+                ax.fill_between(
+                    points["time"],
+                    points["ci_low"],
+                    points["ci_high"],
+                    step="post",
+                    color=colours[stratum],
+                    alpha=0.18,
+                    linewidth=0,
+                )
         ax.set_ylim(0, 1.02)
         ax.set_title("overall" if variable == "overall" else f"by {variable}", fontsize=10)
         ax.set_xlabel("Days since index", fontsize=8)

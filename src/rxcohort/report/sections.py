@@ -20,7 +20,6 @@ from rxcohort.privacy import (
     EVERYTHING,
     MASKED_VALUE,
     MaskingRule,
-    is_small_count,
     mask_small_counts,
 )
 from rxcohort.report import plotdata, plots
@@ -31,6 +30,7 @@ from rxcohort.report.html import (
     count_text,
     estimate_ci,
     figure,
+    is_marker,
     is_missing,
     label,
     not_available,
@@ -166,7 +166,9 @@ def _masked(frame: pd.DataFrame, table: str) -> pd.DataFrame:
 def _order(frame: pd.DataFrame, column: str, values: Sequence[str]) -> pd.DataFrame:
     rank = {v: i for i, v in enumerate(values)}
     key = frame[column].map(lambda v: rank.get(v, len(rank)))
-    return frame.assign(_rank=key).sort_values(["_rank", column], kind="stable").drop(columns="_rank")
+    return (
+        frame.assign(_rank=key).sort_values(["_rank", column], kind="stable").drop(columns="_rank")
+    )
 
 
 def _sort(frame: pd.DataFrame, data: ReportData) -> pd.DataFrame:
@@ -290,8 +292,8 @@ def section_table1(data: ReportData) -> Section:
         (
             "Age at index, years, median (IQR)",
             cells(
-                lambda r: f"{number(r['age_median'], 0)} ({number(r['age_q1'], 0)}–"
-                f"{number(r['age_q3'], 0)})",
+                lambda r: f"{compact(r['age_median'])} ({compact(r['age_q1'])}–"
+                f"{compact(r['age_q3'])})",
                 by_group,
             ),
         ),
@@ -300,13 +302,19 @@ def section_table1(data: ReportData) -> Section:
     if _has(data.window_ddd):
         ddd = data.window_ddd[data.window_ddd["window"] == pre].copy()
         ddd["pct_users"] = ddd["n_users"] / ddd["n_persons"].where(ddd["n_persons"] > 0)
-        ddd = mask_small_counts(ddd.reset_index(drop=True), table="window_ddd", rule=WINDOW_DDD_RULE)
+        ddd = mask_small_counts(
+            ddd.reset_index(drop=True), table="window_ddd", rule=WINDOW_DDD_RULE
+        )
         for drug in data.drug_groups:
-            part = {r["exposure_group"]: r for r in ddd[ddd["drug_group"] == drug].to_dict("records")}
+            part = {
+                r["exposure_group"]: r for r in ddd[ddd["drug_group"] == drug].to_dict("records")
+            }
             lines += [
                 (
                     f"{drug}: users in the {pre} window, n (%)",
-                    cells(lambda r: f"{count_text(r['n_users'])} ({percent(r['pct_users'])})", part),
+                    cells(
+                        lambda r: f"{count_text(r['n_users'])} ({percent(r['pct_users'])})", part
+                    ),
                 ),
                 (
                     f"{drug}: DDD in the {pre} window, mean (SD)",
@@ -344,7 +352,10 @@ def section_ddd(data: ReportData) -> Section:
     means = _window_means(data)
     if means is not None and not means.empty:
         png = plots.before_after_bars(
-            means, groups=data.groups, drug_groups=data.drug_groups, windows=data.windows,
+            means,
+            groups=data.groups,
+            drug_groups=data.drug_groups,
+            windows=data.windows,
             unit=data.ddd_unit,
         )
         parts.append(
@@ -569,7 +580,9 @@ def section_km(data: ReportData) -> Section:
     title = "Time on treatment (Kaplan-Meier)"
     if not _has(data.km_curves):
         return _missing("km", title, "the study has no km_curves table (persistence not run)")
-    variables = sorted(dict.fromkeys(data.km_curves["stratum_variable"]), key=lambda v: v != "overall")
+    variables = sorted(
+        dict.fromkeys(data.km_curves["stratum_variable"]), key=lambda v: v != "overall"
+    )
     parts = [
         figure(
             plots.km_panels(data.km_curves, variables=variables, step_days=KM_STEP_DAYS),
@@ -583,7 +596,12 @@ def section_km(data: ReportData) -> Section:
         )
     ]
     if _has(data.km_medians):
-        frame = _masked(data.km_medians, "km_medians")
+        rank = {v: i for i, v in enumerate(variables)}
+        medians = data.km_medians.assign(
+            _v=data.km_medians["stratum_variable"].map(lambda v: rank.get(v, len(rank))),
+            _s=data.km_medians["stratum"].map(plots.stratum_key),
+        ).sort_values(["_v", "_s"], kind="stable")
+        frame = _masked(medians.drop(columns=["_v", "_s"]), "km_medians")
         columns = [
             label("stratum_variable"),
             label("stratum"),
@@ -622,7 +640,7 @@ def section_cox(data: ReportData) -> Section:
         Column("p", lambda r: p_value(r.get("p_value"))),
         Column("PH test p", lambda r: p_value(r.get("ph_p_value"))),
         label("status"),
-        Column("Note", lambda r: escape(_text(r.get("note"))), numeric=False),
+        label("note", "Note"),
     ]
     parts = [
         render_table(frame, columns),
@@ -633,6 +651,13 @@ def section_cox(data: ReportData) -> Section:
         ),
     ]
     return Section("cox", title, "".join(parts))
+
+
+def compact(value: Any) -> str:
+    """A whole number without decimals (a median age of 45), otherwise one decimal (42.5)."""
+    if is_missing(value) or is_marker(value):
+        return number(value)
+    return number(value, 0 if float(value).is_integer() else 1)
 
 
 def _text(value: Any) -> str:
@@ -665,8 +690,11 @@ def section_dose(data: ReportData) -> Section:
     masked = mask_small_counts(shown.drop(columns="hidden"), table="dose_bins", rule=DOSE_RULE)
     parts.append(
         render_table(
-            masked, [Column("Dose, mg/day", lambda r: escape(r["bin"]), numeric=False),
-                     count_column("Persons", "n_persons")]
+            masked,
+            [
+                Column("Dose, mg/day", lambda r: escape(r["bin"]), numeric=False),
+                count_column("Persons", "n_persons"),
+            ],
         )
     )
     if _has(data.dose_bands):
@@ -675,7 +703,9 @@ def section_dose(data: ReportData) -> Section:
             render_table(
                 bands,
                 [
-                    Column("Dose band", lambda r: escape(_text(r["value"]) or "missing"), numeric=False),
+                    Column(
+                        "Dose band", lambda r: escape(_text(r["value"]) or "missing"), numeric=False
+                    ),
                     count_column("Persons", "n_persons"),
                 ],
                 caption="Dose bands: ultra_low < 1 mg/day, low 1-5 mg/day, other > 5 mg/day.",
@@ -705,11 +735,20 @@ def summarise_quality(quality: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
         .reset_index()
     )
     failed = frame[~frame["success"]].copy()
-    observed = failed["observed"].map(_observed) if "observed" in failed else pd.Series(dtype=object)
+    observed = (
+        failed["observed"].map(_observed) if "observed" in failed else pd.Series(dtype=object)
+    )
     failed["unexpected_count"] = [o.get("unexpected_count") for o in observed]
     failed["unexpected_percent"] = [o.get("unexpected_percent") for o in observed]
-    keep = ["load_id", "suite", "expectation", "column", "severity", "unexpected_count",
-            "unexpected_percent"]
+    keep = [
+        "load_id",
+        "suite",
+        "expectation",
+        "column",
+        "severity",
+        "unexpected_count",
+        "unexpected_percent",
+    ]
     for column in keep:
         if column not in failed:
             failed[column] = None
@@ -750,7 +789,9 @@ def section_quality(data: ReportData) -> Section:
                     label("extract_date"),
                     Column(
                         "Period",
-                        lambda r: escape(f"{_text(r.get('period_start'))} to {_text(r.get('period_end'))}"),
+                        lambda r: escape(
+                            f"{_text(r.get('period_start'))} to {_text(r.get('period_end'))}"
+                        ),
                         numeric=False,
                     ),
                     count_column("Rows read", "rows_read"),
@@ -833,7 +874,10 @@ def section_provenance(data: ReportData) -> Section:
             ("Finished (UTC)", escape(_text(run.finished_at))),
             ("Study definition SHA-256", f"<code>{escape(_text(run.definition_sha256))}</code>"),
             ("rxcohort version", escape(_text(run.rxcohort_version))),
-            ("Code version (git commit)", f"<code>{escape(_text(run.git_commit) or 'unknown')}</code>"),
+            (
+                "Code version (git commit)",
+                f"<code>{escape(_text(run.git_commit) or 'unknown')}</code>",
+            ),
             ("Persons in the cohort", count_text(run.n_persons)),
         ]
         if run.as_of_run_id:
@@ -865,8 +909,11 @@ def section_provenance(data: ReportData) -> Section:
                 caption="Study tables.",
             )
         )
-        changed = [r["table"] for r in rows if r["written"] is not None and r["read"] is not None
-                   and r["written"] != r["read"]]
+        changed = [
+            r["table"]
+            for r in rows
+            if r["written"] is not None and r["read"] is not None and r["written"] != r["read"]
+        ]
         if changed:
             parts.append(
                 note(
@@ -876,7 +923,7 @@ def section_provenance(data: ReportData) -> Section:
                 )
             )
     parts.append(paragraph(f"Report generated {data.generated_at} UTC."))
-    return Section("provenance", title, "".join(parts))
+    return Section("provenance", title, "".join(parts), available=run is not None)
 
 
 def _version(value: Any) -> str:

@@ -22,9 +22,7 @@ def _sex_is(values: tuple[str, ...]) -> Column:
 
 def _label(column: str) -> Column:
     # rollup's total row has a null label; name it so it reads as a column of Table 1.
-    return (
-        F.when(F.col("_total") == 1, F.lit(ALL_GROUPS)).otherwise(F.col(column)).alias(column)
-    )
+    return F.when(F.col("_total") == 1, F.lit(ALL_GROUPS)).otherwise(F.col(column)).alias(column)
 
 
 def summarise_characteristics(cohort: DataFrame) -> DataFrame:
@@ -94,7 +92,9 @@ def summarise_window_ddd(cohort: DataFrame, consumption: DataFrame) -> DataFrame
     )
 
 
-def summarise_dose_bins(persistence: DataFrame, *, dose_col: str, width: float, upper: float) -> DataFrame:
+def summarise_dose_bins(
+    persistence: DataFrame, *, dose_col: str, width: float, upper: float
+) -> DataFrame:
     """Persons per dose bin: bin_order, n_persons.
 
     Bin i >= 0 holds doses in [i·width, (i+1)·width), the last finite bin also ``upper``;

@@ -121,9 +121,10 @@ def build_study_tables(
     the index date, new users, full follow-up, each inclusion rule, each exclusion rule, and -
     only when the exposure groups leave counts uncovered - the exposure group.
 
-    ``materialise`` (default: none) is applied to the cohort after every step. The pipeline
-    passes one that persists it, so the attrition rows, the later steps and the output tables
-    read each step's persons once instead of recomputing the chain of joins before it.
+    ``materialise`` is applied to the cohort after every step; pass one that persists it (as
+    the pipeline does) whenever the tables are used more than once. Each step joins the cohort
+    twice (broadcast into the dispensings, then filtered by the result), so without it the
+    plans of later steps repeat every earlier step and grow with 2 ** steps.
     """
     keep = materialise or (lambda frame: frame)
     drug = index_drug_definition(study)

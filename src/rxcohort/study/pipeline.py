@@ -71,7 +71,8 @@ class AnalysisInputs:
     index_dispensings: DataFrame  # those meeting the study's index-drug rule
     persons: DataFrame
     prescribers: DataFrame | None
-    data_period: tuple[date, date] | None  # the deliveries' period, when known
+    # The deliveries' period; without a deliveries table, the first and last dispensing date.
+    data_period: tuple[date, date] | None
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,9 @@ def run_study(
         record.input_versions = pin_inputs(warehouse, pinned)
         say("reading " + ", ".join(f"{k} v{v}" for k, v in sorted(record.input_versions.items())))
         inputs = read_inputs(spark, warehouse, record.input_versions)
-        data_period = check_coverage(study, inputs.get(DELIVERIES))
+        data_period = check_coverage(study, inputs.get(DELIVERIES)) or _dispensing_period(
+            inputs[DISPENSINGS]
+        )
 
         say("building the cohort")
         study_dispensings = _persist(select_dispensings_for(study, inputs[DISPENSINGS]), persisted)
@@ -158,7 +161,7 @@ def run_study(
             study,
             dispensings=study_dispensings,
             persons=inputs[PERSONS],
-            materialise=lambda frame: _persist(frame, persisted, eager=True),
+            materialise=lambda frame: _persist(frame, persisted),
         )
         record.output_versions = write_outputs(tables, study_dir, run_id=record.run_id, say=say)
         written = {
@@ -321,14 +324,21 @@ def _past_definition(
     return source, past.input_versions
 
 
-def _persist(frame: DataFrame, persisted: list[DataFrame], *, eager: bool = False) -> DataFrame:
+def _persist(frame: DataFrame, persisted: list[DataFrame]) -> DataFrame:
+    # Lazily: the first table written computes each cohort step once, and the attrition rows,
+    # later steps and other tables read it from the cache. (An action per step costs more.)
     frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
     persisted.append(frame)
-    if eager:
-        # An action per cohort step: each step's persons are computed once, and the attrition
-        # rows, later steps and output tables read them from memory.
-        frame.count()
     return frame
+
+
+def _dispensing_period(dispensings: DataFrame) -> tuple[date, date] | None:
+    row = dispensings.agg(
+        F.min("dispense_date").alias("start"), F.max("dispense_date").alias("end")
+    ).first()
+    if row is None or row["start"] is None:
+        return None
+    return (row["start"], row["end"])
 
 
 def _group_sizes(study: Study, cohort: DataFrame) -> list[tuple[str, int]]:

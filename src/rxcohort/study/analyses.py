@@ -1,0 +1,128 @@
+"""The analyses of a study run: outcome statistics (issue 6) and persistence (issue 7).
+
+They read the tables the run has just built, collect only the small study-level frames (the
+cohort, its consumption and monthly summaries), and write their result tables beside the cohort
+through :mod:`rxcohort.io`, one Delta commit per table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import date
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from rxcohort import io
+from rxcohort.log import get_logger
+
+log = get_logger("study.analyses")
+
+Progress = Callable[[str], None]
+
+STATISTICS_TABLES = ("group_results", "did_results", "responders", "trajectories", "its_results")
+PERSISTENCE_ORDER = ("episodes", "dose", "persistence", "km_curves", "km_medians", "cox_results")
+
+
+def run_statistics(
+    spark: SparkSession,
+    *,
+    cohort: DataFrame,
+    consumption: DataFrame,
+    dispensings: DataFrame,
+    study_dir: Path,
+    exposure_groups: list[str],
+    drug_groups: Mapping[str, tuple[str, ...] | list[str]],
+    contrasts: list[tuple[str, str]] | None,
+    responder_threshold: float,
+    months_before: int,
+    months_after: int,
+    its_lag_months: list[int],
+    commit_info: Mapping[str, str],
+) -> dict[str, int]:
+    """Compute and write the outcome tables; return their Delta versions."""
+    from rxcohort.stats import compute_outcome_tables, to_spark
+    from rxcohort.transforms.trajectories import summarise_monthly_ddd
+
+    cohort_pdf = cohort.select("person_id", "exposure_group").toPandas()
+    consumption_pdf = consumption.toPandas()
+    monthly = summarise_monthly_ddd(
+        cohort,
+        dispensings,
+        drug_groups={k: list(v) for k, v in drug_groups.items()},
+        months_before=months_before,
+        months_after=months_after,
+    ).toPandas()
+    tables = compute_outcome_tables(
+        cohort_pdf,
+        consumption_pdf,
+        monthly,
+        group_order=exposure_groups,
+        drug_groups=list(drug_groups),
+        contrasts=contrasts,
+        responder_threshold=responder_threshold,
+        its_lag_months=its_lag_months,
+    )
+    versions = {}
+    for name, frame in tables.items():
+        versions[name] = io.write_table(
+            to_spark(spark, frame, table=name).coalesce(1),
+            study_dir / name,
+            mode="overwrite",
+            commit_info=commit_info,
+        )
+    return versions
+
+
+def baseline_use(consumption: DataFrame, *, drug_group: str, window: str) -> DataFrame:
+    """Per person: DDD of ``drug_group`` in ``window`` and whether they used it (for the models)."""
+    return consumption.where(
+        (F.col("drug_group") == drug_group) & (F.col("window") == window)
+    ).select(
+        "person_id",
+        F.col("ddd").alias("baseline_opioid_ddd"),
+        F.col("is_user").alias("prior_opioid_use"),
+    )
+
+
+def run_persistence(
+    *,
+    cohort: DataFrame,
+    index_dispensings: DataFrame,
+    prescribers: DataFrame | None,
+    consumption: DataFrame,
+    study_dir: Path,
+    baseline_drug_group: str,
+    baseline_window: str,
+    grace_days: int,
+    data_end: date,
+    commit_info: Mapping[str, str],
+) -> dict[str, int]:
+    """Build and write episodes, dose, persistence, KM and Cox tables; return their versions."""
+    from rxcohort.persistence import build_persistence_tables
+
+    spark = cohort.sparkSession
+    if prescribers is None:
+        prescribers = spark.createDataFrame(
+            [], "prescriber_id string, profession string, specialty string"
+        )
+    tables = build_persistence_tables(
+        cohort,
+        index_dispensings,
+        prescribers,
+        baseline_use(consumption, drug_group=baseline_drug_group, window=baseline_window),
+        grace_days=grace_days,
+        data_end=data_end,
+    )
+    versions = {}
+    for name in [n for n in PERSISTENCE_ORDER if n in tables] + sorted(
+        set(tables) - set(PERSISTENCE_ORDER)
+    ):
+        frame = tables[name]
+        if name not in ("episodes", "persistence", "dose"):
+            frame = frame.coalesce(1)
+        versions[name] = io.write_table(
+            frame, study_dir / name, mode="overwrite", commit_info=commit_info
+        )
+    return versions
