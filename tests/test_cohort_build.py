@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-import pytest
 from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
@@ -55,22 +54,7 @@ def ra(pid: str) -> dict:
     return dispensing(pid, day(-100), "M01AE01", reimbursement_code="L88")
 
 
-@pytest.fixture
-def persisting():
-    """Persist each cohort step, as the pipeline does, and release the cache afterwards."""
-    frames = []
-
-    def materialise(frame):
-        frame = frame.persist()
-        frames.append(frame)
-        return frame
-
-    yield materialise
-    for frame in frames:
-        frame.unpersist()
-
-
-def test_every_rule_kind_in_file_order(spark, persisting):
+def test_every_rule_kind_in_file_order(spark):
     study = parse_study(STUDY, study_id="every_rule", source="every_rule.yaml").study
     persons = [
         person("kept_1", birth_year=1970),
@@ -108,7 +92,6 @@ def test_every_rule_kind_in_file_order(spark, persisting):
         persons=spark.createDataFrame(
             [tuple(p[f.name] for f in SILVER_PERSONS.fields) for p in persons], SILVER_PERSONS
         ),
-        materialise=persisting,
     )
 
     assertDataFrameEqual(

@@ -8,11 +8,11 @@ import json
 from datetime import date
 
 import pytest
-from test_ingest_fixtures import csv_text, dispensing, write_delivery
 
 from rxcohort.errors import DeliveryError
 from rxcohort.ingest.delivery import check_file, scan_delivery
 from rxcohort.schemas import DISPENSINGS_COLUMNS, PERSONS_COLUMNS
+from test_ingest_fixtures import csv_text, dispensing, write_delivery
 
 
 def _check_all(directory):
@@ -24,7 +24,10 @@ def _check_all(directory):
 def test_scan_finds_contract_files_and_ignores_others(tmp_path):
     root = write_delivery(
         tmp_path / "d",
-        dispensings={2013: [dispensing("X1")], 2014: [dispensing("Y1", dispense_date="2014-05-01")]},
+        dispensings={
+            2013: [dispensing("X1")],
+            2014: [dispensing("Y1", dispense_date="2014-05-01")],
+        },
         gzip_files=["dispensings/dispensings_2014.csv"],
     )
     (root / "truth.json").write_text("{}")

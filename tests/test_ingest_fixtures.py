@@ -83,7 +83,9 @@ def write_delivery(
         "prescribers.csv": csv_text(PRESCRIBERS_COLUMNS, prescribers).encode(),
     }
     for year, rows in dispensings.items():
-        contents[f"dispensings/dispensings_{year}.csv"] = csv_text(DISPENSINGS_COLUMNS, rows).encode()
+        contents[f"dispensings/dispensings_{year}.csv"] = csv_text(
+            DISPENSINGS_COLUMNS, rows
+        ).encode()
     for name in gzip_files:
         contents[name + ".gz"] = gzip.compress(contents.pop(name), mtime=0)
     contents.update(raw_files or {})

@@ -10,12 +10,12 @@ from datetime import date, datetime
 import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
-from test_ingest_fixtures import dispensing
 
 from rxcohort.ingest import rules
 from rxcohort.ingest.bronze import bronze_table_schema
 from rxcohort.reference import WHO_DDD_SCHEMA
 from rxcohort.schemas import RAW_COLUMNS, SILVER_DISPENSINGS, SILVER_PERSONS, SILVER_PRESCRIBERS
+from test_ingest_fixtures import dispensing
 
 LOAD_TIME = datetime(2016, 3, 2, 8, 0, 0)
 FILES_SCHEMA = "source_file string, file_year int, period_start date, period_end date"

@@ -55,7 +55,10 @@ GOOD = {
             "expectation 2 (expect_column_values_to_not_be_null) cannot be loaded",
         ),
         (
-            {"type": "expect_column_values_to_be_between", "kwargs": {"column": "a", "min_value": "x"}},
+            {
+                "type": "expect_column_values_to_be_between",
+                "kwargs": {"column": "a", "min_value": "x"},
+            },
             "expectation 2 (expect_column_values_to_be_between) cannot be loaded",
         ),
     ],
@@ -68,7 +71,7 @@ def test_a_suite_with_an_expectation_gx_cannot_build_fails_loading(tmp_path, bad
 
 def test_every_expectation_needs_a_severity(tmp_path):
     path = _write_suite(tmp_path, [GOOD, {**GOOD, "meta": {"severity": "fatal"}}])
-    with pytest.raises(ConfigError, match="meta.severity must be hard or soft"):
+    with pytest.raises(ConfigError, match=r"meta\.severity must be hard or soft"):
         load_suite(path)
 
 
@@ -88,8 +91,16 @@ def test_an_empty_or_broken_suite_file_fails(tmp_path):
 
 
 PRIVACY_SUITE = [
-    {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}, "meta": {"severity": "hard"}},
-    {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "death_date"}, "meta": {"severity": "soft"}},
+    {
+        "type": "expect_table_row_count_to_be_between",
+        "kwargs": {"min_value": 1},
+        "meta": {"severity": "hard"},
+    },
+    {
+        "type": "expect_column_values_to_not_be_null",
+        "kwargs": {"column": "death_date"},
+        "meta": {"severity": "soft"},
+    },
     {
         "type": "expect_column_values_to_match_regex",
         "kwargs": {"column": "person_id", "regex": "^P[0-9]+$"},

@@ -86,6 +86,14 @@ def generate(
         float, typer.Option(help="Share of rows given a delivery defect (0 to 0.5).")
     ] = 0.0,
     gzip: Annotated[bool, typer.Option("--gzip/--no-gzip", help="Write .csv.gz files.")] = False,
+    ldn_rate: Annotated[
+        float,
+        typer.Option(
+            "--ldn-rate",
+            help="Share of persons who collect LDN in 2013-2014 (0.003 as in Norway; "
+            "raise it to enrich a small population).",
+        ),
+    ] = 0.003,
 ) -> None:
     """Write a synthetic NorPD-like delivery (CONTRACT §1) with truth.json beside it."""
     from rxcohort.generate import generate_delivery
@@ -99,6 +107,7 @@ def generate(
         end=_parse_date(end, "--end"),
         defects=defects,
         gzip=gzip,
+        ldn_rate=ldn_rate,
     )
     print_summary(f"Generated delivery {out_dir}", result.summary_rows())
 

@@ -52,45 +52,49 @@ def read_bronze_rows(
     spark: SparkSession,
     files: Sequence[CheckedFile],
     *,
-    table: str,
     load_id: str,
     load_time: datetime,
-) -> DataFrame:
-    """The rows of ``files`` (all of one table) as bronze rows with lineage.
+) -> dict[str, DataFrame]:
+    """The rows of ``files`` as bronze rows with lineage, one frame per table.
 
-    Raises DeliveryError when Spark counts a different number of lines than the check did
-    (the file changed while it was being ingested).
+    All files are read in one pass. Raises DeliveryError when Spark counts a different number
+    of lines than the check did (the file changed while it was being ingested).
     """
+    frames = {table: spark.createDataFrame([], bronze_table_schema(table)) for table in RAW_COLUMNS}
     if not files:
-        return spark.createDataFrame([], bronze_table_schema(table))
-    by_name = {f.file.path.name: f for f in files}
-    if len(by_name) != len(files):
-        raise DeliveryError(f"{table}: two files share a name")
+        return frames
+    names = [f.file.path.name for f in files]
+    if len(set(names)) != len(names):
+        raise DeliveryError("two delivered files share a file name")
     lines = _numbered_lines(spark, files)
-    frames = []
-    for header in sorted({f.header for f in files}):
-        names = [f.file.path.name for f in files if f.header == header]
-        group = lines.where(F.col("_file_name").isin(names))
-        frames.append(_parse_group(group, header=header, table=table))
-    rows = frames[0]
-    for frame in frames[1:]:
-        rows = rows.unionByName(frame)
-
     lineage = spark.createDataFrame(
         [(f.file.path.name, f.file.name, f.sha256) for f in files],
         "_file_name string, source_file string, source_sha256 string",
     )
-    rows = rows.join(F.broadcast(lineage), "_file_name")
-    columns = [F.col(c) for c in RAW_COLUMNS[table]] + [
-        F.col("source_file"),
-        F.col("source_sha256"),
-        F.col("line_number"),
-        F.lit(load_id).alias("load_id"),
-        F.lit(load_time).cast("timestamp").alias("load_time"),
-        F.col("field_count"),
-        F.col("raw_line"),
-    ]
-    return rows.select(*columns)
+    for table in RAW_COLUMNS:
+        mine = [f for f in files if f.file.table == table]
+        if not mine:
+            continue
+        parts = []
+        for header in sorted({f.header for f in mine}):
+            group = [f.file.path.name for f in mine if f.header == header]
+            selected = lines.where(F.col("_file_name").isin(group))
+            parts.append(_parse_group(selected, header=header, table=table))
+        rows = parts[0]
+        for part in parts[1:]:
+            rows = rows.unionByName(part)
+        rows = rows.join(F.broadcast(lineage), "_file_name")
+        frames[table] = rows.select(
+            *[F.col(c) for c in RAW_COLUMNS[table]],
+            F.col("source_file"),
+            F.col("source_sha256"),
+            F.col("line_number"),
+            F.lit(load_id).alias("load_id"),
+            F.lit(load_time).cast("timestamp").alias("load_time"),
+            F.col("field_count"),
+            F.col("raw_line"),
+        )
+    return frames
 
 
 def _numbered_lines(spark: SparkSession, files: Sequence[CheckedFile]) -> DataFrame:

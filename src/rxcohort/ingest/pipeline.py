@@ -94,7 +94,9 @@ class IngestResult:
             ("files", f"{len(self.files)} checked, {n_changed} new or changed"),
         ]
         if not self.changed:
-            rows.append(("result", "no change: every file is already in the warehouse as delivered"))
+            rows.append(
+                ("result", "no change: every file is already in the warehouse as delivered")
+            )
         for table in TABLES:
             c = self.counts.get(table)
             if c is None:
@@ -192,9 +194,7 @@ def ingest_delivery(
     previous = _read_registry(spark, paths)
     period_start, period_end = delivery.period
     changed = [
-        c
-        for c in checked
-        if previous.get(c.file.name) != (c.sha256, period_start, period_end)
+        c for c in checked if previous.get(c.file.name) != (c.sha256, period_start, period_end)
     ]
     versions_before = {name: io.table_version(p) for name, p in paths.all_tables().items()}
     if not changed and all(v is not None for v in versions_before.values()):
@@ -262,32 +262,38 @@ class _IngestRun:
 
     # ----------------------------------------------------------------------------------------
 
-    def execute(self, suites: dict[str, Any], versions_before: dict[str, int | None]) -> IngestResult:
+    def execute(
+        self, suites: dict[str, Any], versions_before: dict[str, int | None]
+    ) -> IngestResult:
         spark, paths = self.spark, self.paths
         changed_names = {c.file.name for c in self.changed}
+        changed_tables = {c.file.table for c in self.changed}
+        # persons and prescribers are rebuilt only when one of their files changed (or a table
+        # is missing); dispensings depend on everything (known persons, delivery periods).
+        rebuild = {
+            table: table in changed_tables
+            or versions_before[f"silver/{table}"] is None
+            or versions_before[f"quarantine/{table}"] is None
+            for table in TABLES
+        }
+        rebuild["dispensings"] = True
 
-        new_rows: dict[str, DataFrame] = {}
-        bronze: dict[str, DataFrame] = {}
-        for table in TABLES:
-            files = [c for c in self.changed if c.file.table == table]
-            if files:
-                self.say(f"reading {len(files)} {table} file(s)")
-            rows = read_bronze_rows(
-                spark, files, table=table, load_id=self.load_id, load_time=self.load_time
-            )
-            new_rows[table] = self._cache(rows)
-            bronze[table] = self._cache(
-                self._bronze_after(table, new_rows[table], changed_names, versions_before)
-            )
-
+        self.say(f"reading {len(self.changed)} new or changed file(s)")
+        read = read_bronze_rows(spark, self.changed, load_id=self.load_id, load_time=self.load_time)
+        new_rows = {t: self._cache(read[t]) for t in TABLES}
+        bronze = {
+            t: self._cache(self._bronze_after(t, new_rows[t], changed_names, versions_before))
+            for t in TABLES
+        }
         files_frame = self._files_frame(changed_names, versions_before)
-        who_ddd = who_ddd_frame(spark)
 
         self.say("building silver and quarantine")
         persons = self._cache(rules.classify_persons(bronze["persons"]))
         prescribers = self._cache(rules.classify_prescribers(bronze["prescribers"]))
         dispensings = self._cache(
-            rules.classify_dispensings(bronze["dispensings"], persons, files_frame, who_ddd)
+            rules.classify_dispensings(
+                bronze["dispensings"], persons, files_frame, who_ddd_frame(spark)
+            )
         )
         classified = {"persons": persons, "prescribers": prescribers, "dispensings": dispensings}
         silver = {
@@ -297,8 +303,8 @@ class _IngestRun:
         }
         quarantine = {t: rules.select_quarantine(classified[t], table=t) for t in TABLES}
 
-        statuses = {t: self._statuses(classified[t]) for t in TABLES}
-        counts = {t: self._counts(t, statuses[t], bronze[t]) for t in TABLES}
+        statuses = self._statuses(classified)
+        counts = self._counts(statuses, bronze)
         for table, c in counts.items():
             self.say(
                 f"{table}: {c.bronze:,} rows = {c.clean:,} clean + {c.quarantined:,} quarantined "
@@ -330,43 +336,36 @@ class _IngestRun:
             names = sorted({c.file.name for c in self.changed if c.file.table == table})
             if not names:
                 continue
-            target = paths.bronze(table)
-            if io.table_exists(target):
-                io.write_table(
-                    new_rows[table],
-                    target,
-                    mode="overwrite",
-                    partition_by=BRONZE_PARTITION_BY,
-                    replace_where={"source_file": names},
-                    sort_within_partitions=["line_number"],
-                    commit_info=info,
-                )
-            else:
-                io.write_table(
-                    new_rows[table],
-                    target,
-                    mode="overwrite",
-                    partition_by=BRONZE_PARTITION_BY,
-                    sort_within_partitions=["line_number"],
-                    commit_info=info,
-                )
-        io.write_table(silver["persons"], paths.silver("persons"), mode="overwrite", commit_info=info)
-        io.write_table(
-            silver["prescribers"], paths.silver("prescribers"), mode="overwrite", commit_info=info
-        )
-        io.write_table(
-            silver["dispensings"],
-            paths.silver("dispensings"),
-            mode="overwrite",
-            partition_by=SILVER_DISPENSINGS_PARTITION_BY,
-            sort_within_partitions=["atc_code"],
-            commit_info=info,
-        )
+            exists = io.table_exists(paths.bronze(table))
+            io.write_table(
+                new_rows[table],
+                paths.bronze(table),
+                mode="overwrite",
+                partition_by=BRONZE_PARTITION_BY,
+                replace_where={"source_file": names} if exists else None,
+                sort_within_partitions=["line_number"],
+                commit_info=info,
+            )
         for table in TABLES:
-            io.write_table(quarantine[table], paths.quarantine(table), mode="overwrite", commit_info=info)
+            if not rebuild[table]:
+                continue
+            layout: dict[str, Any] = {}
+            if table == "dispensings":
+                layout = {
+                    "partition_by": SILVER_DISPENSINGS_PARTITION_BY,
+                    "sort_within_partitions": ["atc_code"],
+                }
+            io.write_table(
+                silver[table], paths.silver(table), mode="overwrite", commit_info=info, **layout
+            )
+            io.write_table(
+                quarantine[table], paths.quarantine(table), mode="overwrite", commit_info=info
+            )
         io.write_table(self._delivery_row(), paths.deliveries, mode="append", commit_info=info)
-        io.write_table(self._quality_rows(outcomes), paths.quality_runs, mode="append", commit_info=info)
-        io.write_table(files_frame, paths.files, mode="overwrite", commit_info=info)
+        io.write_table(
+            self._quality_rows(outcomes), paths.quality_runs, mode="append", commit_info=info
+        )
+        io.write_table(files_frame.coalesce(1), paths.files, mode="overwrite", commit_info=info)
 
         self._check_committed(counts)
         versions = {name: io.table_version(p) for name, p in paths.all_tables().items()}
@@ -375,9 +374,7 @@ class _IngestRun:
             delivery_dir=self.delivery.directory,
             load_id=self.load_id,
             changed=True,
-            files=[
-                (c.file.relpath, c.rows, c.file.name in changed_names) for c in self.checked
-            ],
+            files=[(c.file.relpath, c.rows, c.file.name in changed_names) for c in self.checked],
             counts=counts,
             outcomes=outcomes,
             versions=versions,
@@ -434,46 +431,64 @@ class _IngestRun:
         assert changed_names <= set(rows)
         return self.spark.createDataFrame([rows[k] for k in sorted(rows)], FILES_SCHEMA)
 
-    def _statuses(self, classified: DataFrame) -> list[dict[str, Any]]:
-        grouped = classified.groupBy(
-            "source_file",
-            (F.col("load_id") == F.lit(self.load_id)).alias("this_load"),
-            "status",
-            "reason",
-        ).agg(F.count(F.lit(1)).alias("rows"))
-        return [row.asDict() for row in grouped.collect()]
+    def _statuses(self, classified: dict[str, DataFrame]) -> dict[str, list[dict[str, Any]]]:
+        """Rows per table, file, this load or not, status and reason (one Spark job)."""
+        grouped = None
+        for table in TABLES:
+            part = (
+                classified[table]
+                .groupBy(
+                    "source_file",
+                    (F.col("load_id") == F.lit(self.load_id)).alias("this_load"),
+                    "status",
+                    "reason",
+                )
+                .agg(F.count(F.lit(1)).alias("rows"))
+                .select(F.lit(table).alias("table"), "*")
+            )
+            grouped = part if grouped is None else grouped.unionByName(part)
+        assert grouped is not None
+        out: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
+        for row in grouped.collect():
+            out[row["table"]].append(row.asDict())
+        return out
 
-    def _counts(self, table: str, statuses: list[dict[str, Any]], bronze: DataFrame) -> TableCounts:
-        c = TableCounts()
-        for s in statuses:
-            n, this = s["rows"], s["this_load"]
-            c.bronze += n
-            c.read_this_load += n if this else 0
-            if s["status"] == rules.CLEAN:
-                c.clean += n
-                c.clean_this_load += n if this else 0
-            elif s["status"] == rules.DUPLICATE:
-                c.duplicates += n
-                c.duplicates_this_load += n if this else 0
-            else:
-                c.quarantined += n
-                c.quarantined_this_load += n if this else 0
-                total, mine = c.reasons.get(s["reason"], (0, 0))
-                c.reasons[s["reason"]] = (total + n, mine + (n if this else 0))
-        # The classification must neither lose nor multiply rows (its joins could).
-        expected = bronze.count()
-        if c.bronze != expected:
-            raise RxCohortError(
-                f"{table}: classification saw {c.bronze} rows but bronze has {expected}; "
-                "nothing was committed (this is a bug in rxcohort)"
-            )
-        read = sum(x.rows for x in self.changed if x.file.table == table)
-        if c.read_this_load != read:
-            raise RxCohortError(
-                f"{table}: {c.read_this_load} rows of this load classified but {read} read; "
-                "nothing was committed (this is a bug in rxcohort)"
-            )
-        return c
+    def _counts(
+        self, statuses: dict[str, list[dict[str, Any]]], bronze: dict[str, DataFrame]
+    ) -> dict[str, TableCounts]:
+        sizes = _row_counts(bronze)
+        counts = {}
+        for table in TABLES:
+            c = TableCounts()
+            for s in statuses[table]:
+                n, this = s["rows"], s["this_load"]
+                c.bronze += n
+                c.read_this_load += n if this else 0
+                if s["status"] == rules.CLEAN:
+                    c.clean += n
+                    c.clean_this_load += n if this else 0
+                elif s["status"] == rules.DUPLICATE:
+                    c.duplicates += n
+                    c.duplicates_this_load += n if this else 0
+                else:
+                    c.quarantined += n
+                    c.quarantined_this_load += n if this else 0
+                    total, mine = c.reasons.get(s["reason"], (0, 0))
+                    c.reasons[s["reason"]] = (total + n, mine + (n if this else 0))
+            # The classification must neither lose nor multiply rows (its joins could).
+            if c.bronze != sizes[table]:
+                raise RxCohortError(
+                    f"{table}: classification saw {c.bronze} rows but bronze has "
+                    f"{sizes[table]}; nothing was committed (this is a bug in rxcohort)"
+                )
+            read = sum(x.rows for x in self.changed if x.file.table == table)
+            if c.read_this_load != read:
+                raise RxCohortError(
+                    f"{table}: {c.read_this_load} rows read by Spark but {read} counted when the "
+                    "files were checked; nothing was committed"
+                )
+            counts[table] = c
+        return counts
 
     def _raw_profile(self, statuses: dict[str, list[dict[str, Any]]]):  # -> pandas.DataFrame
         import pandas as pd
@@ -521,7 +536,9 @@ class _IngestRun:
             summary.append(("extract date", str(manifest.extract_date or "-")))
         start, end = self.delivery.period
         summary.append(("period", f"{start} to {end} ({self.delivery.period_source})"))
-        summary.append(("files", f"{len(self.checked)} checked, {len(self.changed)} new or changed"))
+        summary.append(
+            ("files", f"{len(self.checked)} checked, {len(self.changed)} new or changed")
+        )
         for table, c in counts.items():
             summary.append(
                 (
@@ -569,7 +586,7 @@ class _IngestRun:
             manifest.sha256 if manifest else None,
             self.load_time,
         )
-        return self.spark.createDataFrame([row], DELIVERIES_SCHEMA)
+        return self.spark.createDataFrame([row], DELIVERIES_SCHEMA).coalesce(1)
 
     def _quality_rows(self, outcomes: Sequence[ExpectationOutcome]) -> DataFrame:
         rows = [
@@ -587,20 +604,36 @@ class _IngestRun:
             )
             for o in outcomes
         ]
-        return self.spark.createDataFrame(rows, QUALITY_RUNS_SCHEMA)
+        return self.spark.createDataFrame(rows, QUALITY_RUNS_SCHEMA).coalesce(1)
 
     def _check_committed(self, counts: dict[str, TableCounts]) -> None:
         """rows in bronze = rows in silver + rows in quarantine + duplicates removed."""
+        frames = {}
+        for table in TABLES:
+            frames[f"bronze/{table}"] = io.read_table(self.spark, self.paths.bronze(table))
+            frames[f"silver/{table}"] = io.read_table(self.spark, self.paths.silver(table))
+            frames[f"quarantine/{table}"] = io.read_table(self.spark, self.paths.quarantine(table))
+        sizes = _row_counts(frames)
         for table, c in counts.items():
-            in_bronze = io.read_table(self.spark, self.paths.bronze(table)).count()
-            in_silver = io.read_table(self.spark, self.paths.silver(table)).count()
-            in_quarantine = io.read_table(self.spark, self.paths.quarantine(table)).count()
+            in_bronze = sizes[f"bronze/{table}"]
+            in_silver = sizes[f"silver/{table}"]
+            in_quarantine = sizes[f"quarantine/{table}"]
             if in_bronze != in_silver + in_quarantine + c.duplicates:
                 raise RxCohortError(
                     f"{table}: row-count invariant violated after commit: {in_bronze} bronze rows "
                     f"!= {in_silver} silver + {in_quarantine} quarantine + {c.duplicates} duplicates "
                     "(another writer, or a bug)"
                 )
+
+
+def _row_counts(frames: dict[str, DataFrame]) -> dict[str, int]:
+    """Row count of every frame, in one Spark job."""
+    union = None
+    for name, frame in frames.items():
+        part = frame.groupBy().count().select(F.lit(name).alias("name"), "count")
+        union = part if union is None else union.unionByName(part)
+    assert union is not None
+    return {row["name"]: int(row["count"]) for row in union.collect()}
 
 
 def _read_registry(spark: SparkSession, paths: WarehousePaths) -> dict[str, tuple]:

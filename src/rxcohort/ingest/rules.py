@@ -165,7 +165,9 @@ def _mark_duplicates(frame: DataFrame, *, key: str, content: list[str]) -> DataF
     others = [c for c in frame.columns if c not in ("reason", "reason_detail")]
     return flagged.select(
         *others,
-        F.when(conflicting, F.lit(CONFLICTING_DUPLICATE)).otherwise(F.col("reason")).alias("reason"),
+        F.when(conflicting, F.lit(CONFLICTING_DUPLICATE))
+        .otherwise(F.col("reason"))
+        .alias("reason"),
         F.when(conflicting, F.lit(key.removeprefix("t_")))
         .otherwise(F.col("reason_detail"))
         .alias("reason_detail"),
@@ -316,7 +318,9 @@ def classify_dispensings(
     checked = joined.select(
         *others,
         F.when(unknown, F.lit(UNKNOWN_PERSON)).otherwise(F.col("reason")).alias("reason"),
-        F.when(unknown, F.lit("person_id")).otherwise(F.col("reason_detail")).alias("reason_detail"),
+        F.when(unknown, F.lit("person_id"))
+        .otherwise(F.col("reason_detail"))
+        .alias("reason_detail"),
     )
 
     content = [

@@ -83,7 +83,9 @@ def render_quality_report(
         suites.setdefault(outcome.suite, []).append(outcome)
     for suite, items in suites.items():
         passed = sum(o.success for o in items)
-        parts.append(f"<h2>Suite <code>{escape(suite)}</code>: {passed} of {len(items)} passed</h2>")
+        parts.append(
+            f"<h2>Suite <code>{escape(suite)}</code>: {passed} of {len(items)} passed</h2>"
+        )
         parts.append(
             "<table><tr><th>#</th><th>result</th><th>severity</th><th>expectation</th>"
             "<th>column</th><th>parameters</th><th>observed</th></tr>"

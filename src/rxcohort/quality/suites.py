@@ -101,6 +101,8 @@ def load_suites(directory: str | Path, names: Iterable[str]) -> dict[str, Suite]
     for name in names:
         suite = load_suite(directory / f"{name}.json")
         if suite.name != name:
-            raise ConfigError(f"expectation suite {suite.path} is named {suite.name!r}, not {name!r}")
+            raise ConfigError(
+                f"expectation suite {suite.path} is named {suite.name!r}, not {name!r}"
+            )
         suites[name] = suite
     return suites

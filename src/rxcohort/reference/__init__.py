@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -50,7 +51,7 @@ class WhoDdd:
     source: str
 
     def covers(self, year: int) -> bool:
-        low = self.valid_from_year if self.valid_from_year is not None else -10**9
+        low = self.valid_from_year if self.valid_from_year is not None else -(10**9)
         high = self.valid_to_year if self.valid_to_year is not None else 10**9
         return low <= year <= high
 
@@ -139,7 +140,7 @@ def _check_no_overlap(rows: list[WhoDdd]) -> None:
         ordered = sorted(
             entries, key=lambda r: r.valid_from_year if r.valid_from_year is not None else -(10**9)
         )
-        for earlier, later in zip(ordered, ordered[1:], strict=False):
+        for earlier, later in itertools.pairwise(ordered):
             end = earlier.valid_to_year if earlier.valid_to_year is not None else 10**9
             start = later.valid_from_year if later.valid_from_year is not None else -(10**9)
             if start <= end:

@@ -107,12 +107,23 @@ def select_dispensings_for(study: Study, dispensings: DataFrame) -> DataFrame:
 Materialise = Callable[[DataFrame], DataFrame]
 
 
+def truncate_lineage(frame: DataFrame) -> DataFrame:
+    """The cohort after a step, computed once when first needed and cut from its history.
+
+    Each step joins the cohort twice (broadcast into the dispensings, then filtered by the
+    result), so without a cut a later step's plan repeats every earlier step, 2 ** steps
+    times. A lazy local checkpoint runs no job here and keeps no file; Spark drops its blocks
+    once the frame is gone.
+    """
+    return frame.localCheckpoint(eager=False)
+
+
 def build_study_tables(
     study: Study,
     *,
     dispensings: DataFrame,
     persons: DataFrame,
-    materialise: Materialise | None = None,
+    materialise: Materialise | None = truncate_lineage,
 ) -> StudyTables:
     """Cohort, attrition and consumption for ``study``.
 
@@ -121,10 +132,8 @@ def build_study_tables(
     the index date, new users, full follow-up, each inclusion rule, each exclusion rule, and -
     only when the exposure groups leave counts uncovered - the exposure group.
 
-    ``materialise`` is applied to the cohort after every step; pass one that persists it (as
-    the pipeline does) whenever the tables are used more than once. Each step joins the cohort
-    twice (broadcast into the dispensings, then filtered by the result), so without it the
-    plans of later steps repeat every earlier step and grow with 2 ** steps.
+    ``materialise`` is applied to the cohort after every step (default
+    :func:`truncate_lineage`; None applies nothing, for plans that should stay whole).
     """
     keep = materialise or (lambda frame: frame)
     drug = index_drug_definition(study)

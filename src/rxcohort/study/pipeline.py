@@ -157,12 +157,7 @@ def run_study(
 
         say("building the cohort")
         study_dispensings = _persist(select_dispensings_for(study, inputs[DISPENSINGS]), persisted)
-        tables = build_study_tables(
-            study,
-            dispensings=study_dispensings,
-            persons=inputs[PERSONS],
-            materialise=lambda frame: _persist(frame, persisted),
-        )
+        tables = build_study_tables(study, dispensings=study_dispensings, persons=inputs[PERSONS])
         record.output_versions = write_outputs(tables, study_dir, run_id=record.run_id, say=say)
         written = {
             name: io.read_table(spark, study_dir / name, version=version)
@@ -325,8 +320,8 @@ def _past_definition(
 
 
 def _persist(frame: DataFrame, persisted: list[DataFrame]) -> DataFrame:
-    # Lazily: the first table written computes each cohort step once, and the attrition rows,
-    # later steps and other tables read it from the cache. (An action per step costs more.)
+    # Lazily: the first step that reads the study's dispensings caches them for every later
+    # step and table (the one pass over silver dispensings).
     frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
     persisted.append(frame)
     return frame
