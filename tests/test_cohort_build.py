@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import pytest
 from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
@@ -54,6 +55,7 @@ def ra(pid: str) -> dict:
     return dispensing(pid, day(-100), "M01AE01", reimbursement_code="L88")
 
 
+@pytest.mark.slow
 def test_every_rule_kind_in_file_order(spark):
     study = parse_study(STUDY, study_id="every_rule", source="every_rule.yaml").study
     persons = [

@@ -90,7 +90,9 @@ def test_first_ingest_counts_every_row_once(loaded):
     }
     assert (p.read_this_load, p.clean, p.quarantined, p.duplicates) == (4, 3, 1, 0)
     rows = dict(loaded.result.summary_rows())
-    assert rows["dispensings: rows read"] == "9 = 5 clean + 3 quarantined + 1 duplicates"
+    assert rows["dispensings: rows read"] == "9: 5 clean, 3 quarantined, 1 duplicates"
+    assert rows["dispensings: warehouse"] == "9 bronze = 5 silver + 3 quarantine + 1 duplicates"
+    assert rows["versions silver"] == "persons 0, prescribers 0, dispensings 0, deliveries 0"
     assert rows["files"] == "4 checked, 4 new or changed"
     assert any(
         line.startswith("checked dispensings/dispensings_2014.csv.gz: 2 rows")

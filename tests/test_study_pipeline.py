@@ -109,7 +109,7 @@ def test_run_matches_the_reference_implementation(spark, built):
     }
 
 
-def test_as_of_rebuilds_a_past_run_from_its_input_versions(spark, built):
+def test_as_of_rebuilds_a_past_run_from_its_input_versions(spark, built, tmp_path):
     warehouse, persons, rows, first = built
     study_dir = warehouse / "studies" / "ldn_opioids_2013"
     # New data arrives: a new LDN user with prior opioid use, and more opioids for everyone.
@@ -133,7 +133,19 @@ def test_as_of_rebuilds_a_past_run_from_its_input_versions(spark, built):
         mode="append",
     )
 
-    rebuilt = run_study(spark, STUDY, warehouse=warehouse, as_of=first.run_id)
+    # The study file has changed since: the rebuild uses the definition stored with the run.
+    edited = tmp_path / STUDY.name
+    edited.write_text(
+        STUDY.read_text(encoding="utf-8").replace("min_count: 1", "min_count: 3"), encoding="utf-8"
+    )
+    messages: list[str] = []
+    rebuilt = run_study(
+        spark, edited, warehouse=warehouse, as_of=first.run_id, progress=messages.append
+    )
+    assert (
+        f"the study file has changed since run {first.run_id}; rebuilding with that run's definition"
+        in messages
+    )
 
     assert rebuilt.input_versions == first.input_versions
     for table, order in [

@@ -27,7 +27,13 @@ from pyspark.sql.types import (
 
 from rxcohort.generate import catalogue as cat
 from rxcohort.generate.population import PopulationPlan, PrescriberPlan, day_number
-from rxcohort.generate.rand import cumulative, pick_from_array, uniform, with_uniforms
+from rxcohort.generate.rand import (
+    cumulative,
+    local_table,
+    pick_from_array,
+    uniform,
+    with_uniforms,
+)
 
 EVENT_COLUMNS = ("idx", "src", "k", "day", "prod", "packs", "presc", "reimb", "rcode")
 # Person columns carried along for the injected effects and the return rows.
@@ -90,7 +96,7 @@ def product_table(spark: SparkSession, effects: Mapping[str, Mapping[str, float]
                 effect_reductions(p.atc, effects),
             )
         )
-    return spark.createDataFrame(rows, PRODUCT_SCHEMA)
+    return local_table(spark, PRODUCT_SCHEMA, rows)
 
 
 REGIMEN_SCHEMA = StructType(
@@ -150,7 +156,7 @@ def regimen_table(spark: SparkSession, *, kind: str, prescribers: PrescriberPlan
                 [p.name == "gp" for p in pools],
             )
         )
-    return spark.createDataFrame(rows, REGIMEN_SCHEMA)
+    return local_table(spark, REGIMEN_SCHEMA, rows)
 
 
 # --------------------------------------------------------------------------------------------

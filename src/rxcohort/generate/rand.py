@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 _TWO_53 = float(1 << 53)
 
@@ -66,6 +68,36 @@ def pick(u: Column, weights: Sequence[float]) -> Column:
 def pick_from_array(u: Column, cumulative: Column) -> Column:
     """Index (0-based int) drawn by ``u`` from a per-row array of cumulative weights in (0, 1]."""
     return F.size(F.filter(cumulative, lambda c: c <= u))
+
+
+def local_table(
+    spark: SparkSession, schema: StructType, rows: Sequence[Sequence[Any]]
+) -> DataFrame:
+    """A small constant table built in SQL (an inline VALUES table), not from a Python RDD.
+
+    ``spark.createDataFrame`` on Python rows scans through Python workers every time a job
+    reads it; an inline table is a plain constant relation on the JVM.
+    """
+    names = [f.name for f in schema.fields]
+    values = ",\n".join("(" + ", ".join(_sql_literal(v) for v in row) + ")" for row in rows)
+    table = spark.sql(f"SELECT * FROM VALUES {values} AS t({', '.join(names)})")
+    return table.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+
+
+def _sql_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}L"
+    if isinstance(value, float):
+        return f"CAST('{value!r}' AS DOUBLE)"
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, (list, tuple)):
+        return "array(" + ", ".join(_sql_literal(v) for v in value) + ")"
+    raise TypeError(f"no SQL literal for {type(value).__name__}")
 
 
 def cumulative(weights: Sequence[float]) -> list[float]:

@@ -105,8 +105,8 @@ class IngestResult:
                 rows.append(
                     (
                         f"{table}: rows read",
-                        f"{c.read_this_load:,} = {c.clean_this_load:,} clean + "
-                        f"{c.quarantined_this_load:,} quarantined + "
+                        f"{c.read_this_load:,}: {c.clean_this_load:,} clean, "
+                        f"{c.quarantined_this_load:,} quarantined, "
                         f"{c.duplicates_this_load:,} duplicates",
                     )
                 )
@@ -114,7 +114,7 @@ class IngestResult:
                 (
                     f"{table}: warehouse",
                     f"{c.bronze:,} bronze = {c.clean:,} silver + {c.quarantined:,} quarantine "
-                    f"+ {c.duplicates:,} duplicates removed",
+                    f"+ {c.duplicates:,} duplicates",
                 )
             )
             for reason, (total, this_load) in sorted(c.reasons.items()):
@@ -132,8 +132,12 @@ class IngestResult:
             for o in self.outcomes:
                 if not o.success:
                     rows.append((f"  warning {o.suite}", f"{o.label} {_observed_text(o)}".strip()))
+        layers: dict[str, list[str]] = {}
         for name, version in self.versions.items():
-            rows.append((f"version {name}", "-" if version is None else str(version)))
+            layer, _, table = name.partition("/")
+            layers.setdefault(layer, []).append(f"{table} {'-' if version is None else version}")
+        for layer, items in layers.items():
+            rows.append((f"versions {layer}", ", ".join(items)))
         if self.report_path is not None:
             rows.append(("quality report", str(self.report_path)))
         for name in self.ignored:

@@ -88,7 +88,7 @@ def render_quality_report(
         )
         parts.append(
             "<table><tr><th>#</th><th>result</th><th>severity</th><th>expectation</th>"
-            "<th>column</th><th>parameters</th><th>observed</th></tr>"
+            "<th>column</th><th>parameters</th><th>observed</th><th>why</th></tr>"
         )
         for o in items:
             if o.success:
@@ -101,7 +101,7 @@ def render_quality_report(
                 f'<tr><td class="num">{o.index + 1}</td><td>{result}</td>'
                 f"<td>{escape(o.severity)}</td><td><code>{escape(o.expectation)}</code></td>"
                 f"<td>{escape(o.column or '')}</td><td>{_format_mapping(o.arguments)}</td>"
-                f"<td>{_format_mapping(o.observed)}</td></tr>"
+                f"<td>{_format_mapping(o.observed)}</td><td>{escape(o.why or '')}</td></tr>"
             )
         parts.append("</table>")
     parts.append(

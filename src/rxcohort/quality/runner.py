@@ -63,6 +63,7 @@ class ExpectationOutcome:
     success: bool
     observed: dict[str, Any] = field(default_factory=dict)
     arguments: dict[str, Any] = field(default_factory=dict)
+    why: str | None = None
 
     @property
     def label(self) -> str:
@@ -119,6 +120,7 @@ def outcome_from_result(suite_name: str, result: Any) -> ExpectationOutcome:
         success=bool(result.success),
         observed=observed,
         arguments=arguments,
+        why=str(meta["why"]) if meta.get("why") else None,
     )
 
 
