@@ -110,7 +110,8 @@ def run_sql(
     rows = frame.limit(limit + 1).collect()
     table = Table(show_lines=False)
     for column in frame.columns:
-        table.add_column(column)
+        # Fold rather than truncate: a cut-off number is worse than a wrapped one.
+        table.add_column(column, overflow="fold")
     for row in rows[:limit]:
         table.add_row(*["" if v is None else str(v) for v in row])
     console.print(table)

@@ -146,8 +146,9 @@ def run(
     ] = None,
 ) -> None:
     """Build the study's cohort, outcomes, statistics, persistence and report."""
-    from rxcohort.study import run_study
+    from rxcohort.study import load_study, run_study
 
+    load_study(study_file)  # a wrong study file fails here, before Spark starts
     result = run_study(
         _spark(), study_file, warehouse=_warehouse(warehouse), as_of=as_of, progress=_progress
     )

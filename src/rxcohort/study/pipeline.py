@@ -179,7 +179,7 @@ def run_study(
                 cohort=written["cohort"],
                 attrition=written["attrition"],
                 consumption=written["consumption"],
-                dispensings=inputs[DISPENSINGS],
+                dispensings=study_dispensings,
                 index_dispensings=inputs[DISPENSINGS].where(
                     index_drug_definition(study).condition()
                 ),
@@ -200,6 +200,9 @@ def run_study(
         record.finished_at = utc_now()
         _record_run(spark, runs_path, record)
 
+    report = _write_report(spark, warehouse, study, record, say)
+    if report is not None:
+        analysis.summary_rows.append(("report", str(report)))
     log.info(
         "run %s of study %s succeeded: %d persons",
         record.run_id,
@@ -223,14 +226,101 @@ def run_study(
 def run_analyses(
     spark: SparkSession, inputs: AnalysisInputs, *, progress: Progress
 ) -> AnalysisOutcome:
-    """The analyses that read the built tables: statistics and persistence.
+    """The analyses that read the built tables: outcome statistics, then persistence.
 
-    Each writes its own tables under ``inputs.study_dir`` through :mod:`rxcohort.io` and
-    reports their Delta versions (recorded in the run) and a few summary rows. They are wired
-    in here by the modules that own them; until then a run stops after the cohort tables.
+    Each writes its own tables under ``inputs.study_dir`` through :mod:`rxcohort.io`; their
+    Delta versions go into the run record.
     """
-    del spark, inputs, progress
-    return AnalysisOutcome()
+    from rxcohort.study.analyses import run_persistence, run_statistics
+
+    study = inputs.study
+    commit_info = {"run_id": inputs.run_id, "study_id": study.study_id}
+    versions: dict[str, int] = {}
+    rows: list[tuple[str, str]] = []
+    if inputs.cohort.isEmpty():
+        rows.append(("analyses", "skipped: the cohort is empty"))
+        return AnalysisOutcome(summary_rows=rows, table_versions=versions)
+
+    progress("computing outcome statistics")
+    trajectory = study.statistics.trajectory
+    versions.update(
+        run_statistics(
+            spark,
+            cohort=inputs.cohort,
+            consumption=inputs.consumption,
+            dispensings=inputs.dispensings,
+            study_dir=inputs.study_dir,
+            exposure_groups=[g.label for g in study.exposure_groups],
+            drug_groups=study.drug_groups,
+            contrasts=[tuple(c) for c in study.statistics.contrasts]
+            if study.statistics.contrasts
+            else None,
+            responder_threshold=study.statistics.responder_threshold,
+            months_before=trajectory.months_before,
+            months_after=trajectory.months_after,
+            its_lag_months=list(trajectory.lag_months),
+            commit_info=commit_info,
+        )
+    )
+    rows.append(("statistics", ", ".join(sorted(versions))))
+
+    if study.persistence.enabled:
+        progress("analysing persistence")
+        data_end = inputs.data_period[1] if inputs.data_period else None
+        if data_end is None:
+            rows.append(("persistence", "skipped: the end of data is unknown"))
+        else:
+            written = run_persistence(
+                cohort=inputs.cohort,
+                index_dispensings=inputs.index_dispensings,
+                prescribers=inputs.prescribers,
+                consumption=inputs.consumption,
+                study_dir=inputs.study_dir,
+                baseline_drug_group=_baseline_drug_group(study),
+                baseline_window=_baseline_window(study),
+                grace_days=study.persistence.grace_days,
+                data_end=data_end,
+                commit_info=commit_info,
+            )
+            versions.update(written)
+            rows.append(("persistence", ", ".join(sorted(written))))
+    return AnalysisOutcome(summary_rows=rows, table_versions=versions)
+
+
+def _write_report(
+    spark: SparkSession, warehouse: Path, study: Study, record: RunRecord, say: Progress
+) -> Path | None:
+    """The HTML report. Its tables are already committed, so a report failure fails nothing."""
+    from rxcohort.report import build_report
+
+    say("writing the report")
+    try:
+        return build_report(
+            spark, warehouse=warehouse, study_id=study.study_id, study=study, run=record
+        )
+    except Exception as exc:  # the run's tables stand; say why the page is missing
+        log.warning("report not written: %s", _error_text(exc))
+        return None
+
+
+def _baseline_drug_group(study: Study) -> str:
+    """The drug group whose baseline use the persistence models adjust for.
+
+    The prior-use inclusion rule's group when there is one (opioids in the reference study),
+    else the first drug group.
+    """
+    for rule in study.inclusion:
+        group = getattr(rule, "drug_group", None)
+        if getattr(rule, "kind", None) == "drug" and group in study.drug_groups:
+            return group
+    return next(iter(study.drug_groups))
+
+
+def _baseline_window(study: Study) -> str:
+    for rule in study.inclusion:
+        if getattr(rule, "kind", None) == "drug" and getattr(rule, "window", None) in study.windows:
+            return rule.window
+    return "pre" if "pre" in study.windows else next(iter(study.windows))
 
 
 # -- the steps --------------------------------------------------------------------------------
