@@ -56,7 +56,13 @@ def demo_warehouse(spark, tmp_path_factory):
         ldn_rate=DEMO_LDN_RATE,
     )
     ingest_delivery(spark, delivery, warehouse=warehouse, progress=None)
-    result = run_study(spark, REPO / "cohorts" / "ldn_opioids_2013.yaml", warehouse=warehouse, as_of=None, progress=None)
+    result = run_study(
+        spark,
+        REPO / "cohorts" / "ldn_opioids_2013.yaml",
+        warehouse=warehouse,
+        as_of=None,
+        progress=None,
+    )
     return warehouse, delivery, result.study_id
 
 
