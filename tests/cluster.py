@@ -6,6 +6,7 @@ small share of the machine, stopped (with their process groups) when the test en
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -68,7 +69,11 @@ def standalone_cluster(work: Path, *, workers: int = 2, cores: int = 1, memory: 
         logs.append(log)
         procs.append(
             subprocess.Popen(
-                [spark_class, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                [spark_class, *args],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         )
 
@@ -90,10 +95,8 @@ def standalone_cluster(work: Path, *, workers: int = 2, cores: int = 1, memory: 
         yield url
     finally:
         for proc in procs:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         for proc in procs:
             try:
                 proc.wait(timeout=30)
@@ -113,7 +116,9 @@ def _wait_for_workers(work: Path, n: int, *, timeout: float) -> None:
     raise TimeoutError(f"{n} workers did not register with the master within {timeout:.0f} s")
 
 
-def spark_submit(master: str, script: Path, args: list[str], *, work: Path, timeout: float = 900) -> str:
+def spark_submit(
+    master: str, script: Path, args: list[str], *, work: Path, timeout: float = 900
+) -> str:
     """Run ``script`` with spark-submit against ``master``; return its combined output."""
     env = _env(work)
     env["RXCOHORT_ENV"] = "cluster"
@@ -132,5 +137,7 @@ def spark_submit(master: str, script: Path, args: list[str], *, work: Path, time
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        raise AssertionError(f"spark-submit {script.name} failed ({proc.returncode}):\n{output[-4000:]}")
+        raise AssertionError(
+            f"spark-submit {script.name} failed ({proc.returncode}):\n{output[-4000:]}"
+        )
     return output

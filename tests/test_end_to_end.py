@@ -13,8 +13,8 @@ import math
 
 import pytest
 from pyspark.sql import functions as F
-from reference_impl import reference_study
 
+from reference_impl import reference_study
 from rxcohort import io
 
 pytestmark = pytest.mark.slow

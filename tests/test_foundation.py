@@ -51,7 +51,7 @@ def test_bad_backend_setting_is_refused(monkeypatch):
 
 def test_missing_java_is_one_clear_line(monkeypatch, tmp_path):
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-java"))
-    with pytest.raises(JavaMissingError, match="Java 17 is required.*apt-get install openjdk-17"):
+    with pytest.raises(JavaMissingError, match=r"Java 17 is required.*apt-get install openjdk-17"):
         check_java()
 
 
@@ -71,16 +71,32 @@ def test_cli_without_java_exits_non_zero_with_one_line(tmp_path):
 
 def test_cli_help_lists_every_contract_command():
     proc = subprocess.run(
-        [sys.executable, "-m", "rxcohort.cli", "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "rxcohort.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0
-    for command in ("generate", "ingest", "run", "demo", "export", "sql", "check", "tables", "history"):
+    for command in (
+        "generate",
+        "ingest",
+        "run",
+        "demo",
+        "export",
+        "sql",
+        "check",
+        "tables",
+        "history",
+    ):
         assert command in proc.stdout
 
 
 def test_cli_usage_error_exits_2_with_one_line():
     proc = subprocess.run(
-        [sys.executable, "-m", "rxcohort.cli", "generate"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "rxcohort.cli", "generate"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("rxcohort: ")
@@ -110,14 +126,18 @@ def test_sql_error_is_one_line_naming_the_problem(spark, tmp_path):
     from rxcohort.errors import RxCohortError
 
     wh = tmp_path / "wh"
-    io.write_table(spark.createDataFrame([("a", 1)], PEOPLE), wh / "silver" / "persons", mode="error")
-    with pytest.raises(RxCohortError, match="SQL error: .*nope"):
+    io.write_table(
+        spark.createDataFrame([("a", 1)], PEOPLE), wh / "silver" / "persons", mode="error"
+    )
+    with pytest.raises(RxCohortError, match=r"SQL error: .*nope"):
         analyst.sql_frame(spark, "SELECT nope FROM silver.persons", warehouse=wh)
 
 
 def test_rewrite_leaves_other_identifiers_alone():
     tables = [analyst.WarehouseTable("silver.persons", Path("x"))]
     assert (
-        analyst.rewrite_query("SELECT silver.persons.sex, xsilver.persons FROM silver.persons", tables)
+        analyst.rewrite_query(
+            "SELECT silver.persons.sex, xsilver.persons FROM silver.persons", tables
+        )
         == "SELECT silver__persons.sex, xsilver.persons FROM silver__persons"
     )
