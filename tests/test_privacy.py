@@ -196,3 +196,23 @@ def test_an_explicit_rule_overrides_the_table_rule():
     rule = MaskingRule(person_counts=("count",), keys=("k",), dependants={"count": ("value",)})
     out = mask_small_counts(frame, table="group_results", rule=rule)
     assert out.iloc[0].tolist() == ["a", M, X]
+
+
+def test_counts_inside_notes_are_masked():
+    from rxcohort.privacy import mask_counts_in_text, mask_small_counts
+
+    assert mask_counts_in_text("left out (1 persons); 4 event(s), fewer than 10 needed") == (
+        "left out (<5 persons); <5 event(s), fewer than 10 needed"
+    )
+    assert mask_counts_in_text("5 persons; 14 events; 0 persons; 2.5 units") == (
+        "5 persons; 14 events; 0 persons; 2.5 units"
+    )
+    frame = pd.DataFrame(
+        {
+            "covariate": ["sex"],
+            "n_persons": [50],
+            "note": ["3 person(s) with a missing value left out"],
+        }
+    )
+    out = mask_small_counts(frame, table="cox_results")
+    assert out.loc[0, "note"] == "<5 person(s) with a missing value left out"

@@ -19,6 +19,7 @@ such a difference can be 1-4.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -144,6 +145,20 @@ MASKING_RULES: dict[str, MaskingRule] = {
 EXPORTABLE_TABLES: tuple[str, ...] = tuple(MASKING_RULES)
 
 
+# Free-text columns whose sentences may carry person counts ("3 person(s) left out").
+TEXT_COLUMNS: tuple[str, ...] = ("note",)
+_COUNT_IN_TEXT = re.compile(
+    r"(?<![\w.])([1-4])(?=\s+(?:persons?|person\(s\)|events?|event\(s\)|users?)\b)"
+)
+
+
+def mask_counts_in_text(value: object) -> object:
+    """Replace a count of 1-4 persons or events inside a sentence by ``<5``."""
+    if not isinstance(value, str):
+        return value
+    return _COUNT_IN_TEXT.sub(MASKED_COUNT, value)
+
+
 def is_small_count(value: object) -> bool:
     """True for a person count that must not be shown: 1 to 4 (0 and >= 5 are shown)."""
     if value is None or value is pd.NA or isinstance(value, str | bool):
@@ -179,6 +194,9 @@ def mask_small_counts(
             hide[column] |= small[count]
 
     out = frame.copy()
+    for column in TEXT_COLUMNS:
+        if column in out.columns:
+            out[column] = out[column].map(mask_counts_in_text)
     for count in counts:
         if small[count].any():
             out[count] = out[count].astype(object).where(~small[count], MASKED_COUNT)
