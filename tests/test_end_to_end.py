@@ -162,3 +162,16 @@ def test_export_writes_masked_csvs(spark, demo_warehouse, tmp_path):
                         continue
                     number = float(value)
                     assert not (1 <= number <= 4) or math.isnan(number), (path.name, column, value)
+
+
+def test_median_ldn_dose_comes_out_near_the_calibrated_value(spark, demo_warehouse):
+    warehouse, delivery, study_id = demo_warehouse
+    target = json.loads((delivery / "truth.json").read_text())["calibration_targets"][
+        "ldn_median_daily_dose_mg"
+    ]
+    dose = io.read_table(spark, warehouse / "studies" / study_id / "dose")
+    median = dose.select(F.percentile("mean_daily_dose_mg", 0.5)).first()[0]
+    assert target == 3.7
+    assert abs(median - target) <= 0.5, median
+    bands = {r["dose_band"]: r["count"] for r in dose.groupBy("dose_band").count().collect()}
+    assert bands.get("low", 0) >= 0.8 * sum(bands.values())
