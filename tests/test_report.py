@@ -592,10 +592,8 @@ def test_a_study_without_tables_is_an_error(spark, tmp_path):
 @pytest.mark.slow
 def test_report_on_the_demo_warehouse(spark, request):
     """End to end on the lead's demo warehouse, once conftest provides it."""
-    try:
-        warehouse = request.getfixturevalue("demo_warehouse")
-    except pytest.FixtureLookupError:
-        pytest.skip("no demo_warehouse fixture in conftest yet")
+    warehouse, _, study_id = request.getfixturevalue("demo_warehouse")
+    assert study_id == STUDY
     html = build_report(spark, warehouse=Path(warehouse), study_id=STUDY).read_text()
     page = _parse(html)
     assert list(page.sections) == list(SECTION_IDS)
