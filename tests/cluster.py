@@ -117,20 +117,33 @@ def _wait_for_workers(work: Path, n: int, *, timeout: float) -> None:
 
 
 def spark_submit(
-    master: str, script: Path, args: list[str], *, work: Path, timeout: float = 900
+    master: str,
+    script: Path,
+    args: list[str],
+    *,
+    work: Path,
+    timeout: float = 900,
+    conf: dict[str, str] | None = None,
 ) -> str:
-    """Run ``script`` with spark-submit against ``master``; return its combined output."""
+    """Run ``script`` with spark-submit against ``master``; return its combined output.
+
+    ``conf`` adds ``--conf`` settings or overrides the defaults below.
+    """
     env = _env(work)
     env["RXCOHORT_ENV"] = "cluster"
+    settings = {
+        "spark.executor.memory": "1g",
+        "spark.driver.memory": "1g",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.pyspark.python": str(VENV_BIN / "python"),
+        "spark.ui.enabled": "false",
+        **(conf or {}),
+    }
     cmd = [
         str(SPARK_HOME / "bin" / "spark-submit"),
         "--master", master,
-        "--conf", "spark.executor.memory=1g",
-        "--conf", "spark.driver.memory=1g",
-        "--conf", "spark.sql.shuffle.partitions=4",
-        "--conf", "spark.sql.session.timeZone=UTC",
-        "--conf", f"spark.pyspark.python={VENV_BIN / 'python'}",
-        "--conf", "spark.ui.enabled=false",
+        *[part for key, value in settings.items() for part in ("--conf", f"{key}={value}")],
         str(script),
         *args,
     ]  # fmt: skip

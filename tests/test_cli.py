@@ -17,10 +17,13 @@ pytestmark = pytest.mark.slow
 
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["rxcohort", *args])
-    with pytest.raises(SystemExit) as exit_info:
+    code = 0
+    try:
         cli.main()
+    except SystemExit as exc:
+        code = exc.code or 0
     out = capsys.readouterr()
-    return exit_info.value.code or 0, out.out, out.err
+    return code, out.out, out.err
 
 
 def test_tables_lists_layers_and_study_tables(monkeypatch, capsys, demo_warehouse):

@@ -87,7 +87,7 @@ def _delivery_matches(delivery: Path, wanted: dict) -> bool:
         recorded = json.loads(truth.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    params = recorded.get("parameters", recorded)
+    params = recorded.get("arguments", {})
     return all(params.get(k) == v for k, v in wanted.items())
 
 
