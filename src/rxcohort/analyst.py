@@ -55,8 +55,10 @@ def discover_tables(warehouse: Path) -> list[WarehouseTable]:
 def resolve_table(warehouse: Path, name: str) -> WarehouseTable:
     tables = {t.name: t for t in discover_tables(warehouse)}
     if name not in tables:
-        known = ", ".join(sorted(tables)) or "none"
-        raise TableNotFoundError(f"no table {name!r} in {warehouse} (tables: {known})")
+        schema = name.partition(".")[0]
+        near = sorted(t for t in tables if t.partition(".")[0] == schema)
+        hint = f"{schema} has: {', '.join(near)}" if near else "rxcohort tables lists them"
+        raise TableNotFoundError(f"no table {name!r} in {warehouse} ({hint})")
     return tables[name]
 
 
