@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format check-java clean venv benchmark
+.PHONY: demo test test-cluster lint format check-java clean venv benchmark
 
 venv: $(STAMP)
 
@@ -24,6 +24,11 @@ check-java:
 
 test: $(STAMP) check-java
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The standalone-cluster test (a master and two workers on 127.0.0.1, spark-submit of the jobs);
+# kept out of the default run for its few minutes, run by CI after `make test`.
+test-cluster: $(STAMP) check-java
+	$(BIN)/pytest -m cluster $(PYTEST_ARGS)
 
 demo: $(STAMP) check-java
 	$(BIN)/rxcohort demo
