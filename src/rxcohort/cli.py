@@ -54,7 +54,7 @@ def _spark():
 def print_summary(title: str, rows: list[tuple[str, str]]) -> None:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("what", style="bold")
-    table.add_column("value", justify="right")
+    table.add_column("value", justify="right", overflow="fold")
     for key, value in rows:
         table.add_row(str(key), str(value))
     console.print(table)
