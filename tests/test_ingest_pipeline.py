@@ -58,6 +58,14 @@ def _versions(warehouse) -> dict[str, int | None]:
     return {name: io.table_version(p) for name, p in WarehousePaths(warehouse).all_tables().items()}
 
 
+def _leftovers(warehouse) -> list[str]:
+    """Staged or scratch files an ingest left behind (there must be none)."""
+    root = Path(warehouse)
+    found = [p for p in root.rglob("_rxcohort_staging") if any(p.rglob("*"))]
+    found += list(root.glob("_rxcohort_scratch"))
+    return sorted(str(p.relative_to(root)) for p in found)
+
+
 def _reports(warehouse) -> list[str]:
     folder = Path(warehouse) / "quality" / "reports"
     return sorted(p.name for p in folder.glob("*.html")) if folder.is_dir() else []
@@ -275,6 +283,7 @@ def test_an_unreadable_file_stops_the_ingest_and_changes_no_table(
     assert str(info.value).startswith(message), case
     assert _versions(loaded.warehouse) == before
     assert _reports(loaded.warehouse) == reports
+    assert _leftovers(loaded.warehouse) == []
 
 
 def test_a_failed_hard_expectation_commits_nothing(spark, loaded, repo_root):
@@ -298,6 +307,8 @@ def test_a_failed_hard_expectation_commits_nothing(spark, loaded, repo_root):
         "silver_dispensings: expect_table_row_count_to_be_between (observed 5); report: "
     )
     assert _versions(loaded.warehouse) == before
+    # The staged bronze, silver and quarantine files were deleted, and the scratch with them.
+    assert _leftovers(loaded.warehouse) == []
     report = Path(str(info.value).rsplit("report: ", 1)[1])
     assert "Gate closed: 1 hard expectation(s) failed" in report.read_text(encoding="utf-8")
 

@@ -347,3 +347,57 @@ def test_quarantine_keeps_raw_values_reason_and_lineage(dispensings):
     )
     packs = quarantine.where("reason = 'unparseable_number'").select("packs").collect()
     assert {r["packs"] for r in packs} == {"1,5", "1"}  # raw strings, as delivered
+
+
+def test_writing_intermediate_results_changes_no_verdict(
+    spark, persons, who_ddd, dispensings, tmp_path
+):
+    """The ingest writes each intermediate frame to Parquet and reads it back; the verdicts
+    must be those of the whole plan kept in memory."""
+    written: list[str] = []
+
+    def to_parquet(frame, name):
+        written.append(name)
+        target = str(tmp_path / name)
+        frame.write.mode("overwrite").parquet(target)
+        return spark.read.schema(frame.schema).parquet(target)
+
+    bronze = bronze_frame(
+        spark, "dispensings", DISPENSING_ROWS_2013, source_file="dispensings_2013.csv"
+    ).unionByName(
+        bronze_frame(spark, "dispensings", DISPENSING_ROWS_2012, source_file="dispensings_2012.csv")
+    )
+    files = spark.createDataFrame(FILES, FILES_SCHEMA)
+    via_files = rules.classify_dispensings(bronze, persons, files, who_ddd, materialise=to_parquet)
+    columns = ["source_file", "line_number", "status", "reason", "reason_detail", "t_ddd"]
+    assertDataFrameEqual(via_files.select(*columns), dispensings.select(*columns))
+    assert written == [
+        "known_persons",
+        "checked",
+        "repeated_keys",
+        "duplicate_flags",
+        "return_products",
+        "return_flags",
+    ]
+
+
+def test_values_are_trimmed_of_ascii_whitespace_only(spark):
+    frame = spark.createDataFrame(
+        [(" \t x y\r\n",), ("\x0b\f7\f",), ("\u00a0z\u00a0",), (" \t ",), (None,)], "sex string"
+    )
+    got = [
+        r["s_sex"]
+        for r in rules._trimmed(
+            "persons",
+            frame.select(
+                *[
+                    F.lit(None).cast("string").alias(c)
+                    for c in RAW_COLUMNS["persons"]
+                    if c != "sex"
+                ],
+                "sex",
+            ),
+        ).collect()
+    ]
+    # Inner spaces stay; a non-breaking space is a value, not whitespace; blank is null.
+    assert got == ["x y", "7", "\u00a0z\u00a0", None, None]

@@ -303,16 +303,56 @@ def write_table(
     replace_where: Mapping[str, Any] | None = None,
     sort_within_partitions: Sequence[str] | None = None,
     commit_info: Mapping[str, str] | None = None,
+    cluster: bool = True,
+    row_group_bytes: int | None = None,
 ) -> int:
     """Write ``df`` as one Delta commit and return the table's new version.
 
     mode ``error`` (the safe default) refuses to touch an existing table, ``append`` adds files,
     ``overwrite`` replaces the table's content - or, with ``replace_where`` (a mapping of partition
     column to a value or list of values), only the matching partitions.
+
+    With ``partition_by`` the rows are shuffled so that each partition value is written by one
+    task (few files, sorted by ``sort_within_partitions``); ``cluster=False`` skips that shuffle
+    when the frame's partitions already hold one partition value each (e.g. rows read from one
+    file per task), and each task writes its rows as they come. ``row_group_bytes`` sets the
+    Parquet row-group size (default 128 MB): smaller groups of sorted rows let readers skip more.
     """
+    _check_write_arguments(df, mode, list(partition_by or []), replace_where)
+    partition_by = list(partition_by or [])
+    # Checked before any file is written, and again by the commit (another writer may come first).
+    _check_target(df.schema, path, partition_by, mode, replace_where)
+    spark = df.sparkSession
+    if backend(spark) == "delta-spark":
+        laid_out = _layout(df, partition_by, list(sort_within_partitions or []), cluster=cluster)
+        return _write_delta_spark(
+            laid_out,
+            path,
+            mode=mode,
+            partition_by=partition_by,
+            replace_where=replace_where,
+            commit_info=commit_info,
+            row_group_bytes=row_group_bytes,
+        )
+    staged = stage_table(
+        df,
+        path,
+        partition_by=partition_by,
+        sort_within_partitions=sort_within_partitions,
+        cluster=cluster,
+        row_group_bytes=row_group_bytes,
+    )
+    return staged.commit(mode=mode, replace_where=replace_where, commit_info=commit_info)
+
+
+def _check_write_arguments(
+    df: DataFrame,
+    mode: WriteMode,
+    partition_by: list[str],
+    replace_where: Mapping[str, Any] | None,
+) -> None:
     if mode not in ("error", "append", "overwrite"):
         raise ValueError(f"mode must be 'error', 'append' or 'overwrite', not {mode!r}")
-    partition_by = list(partition_by or [])
     missing = [c for c in partition_by if c not in df.columns]
     if missing:
         raise ValueError(f"partition columns {missing} are not in the frame")
@@ -322,34 +362,27 @@ def write_table(
         unknown = [c for c in replace_where if c not in partition_by]
         if unknown:
             raise ValueError(f"replace_where may only name partition columns, not {unknown}")
-    exists = table_exists(path)
-    if exists and mode == "error":
+
+
+def _check_target(
+    schema: StructType,
+    path: str | Path,
+    partition_by: list[str],
+    mode: WriteMode,
+    replace_where: Mapping[str, Any] | None,
+) -> None:
+    if not table_exists(path):
+        return
+    if mode == "error":
         raise TableExistsError(f"{path} already exists; write with mode='append' or 'overwrite'")
-    if exists:
-        _check_compatible(df.schema, path, partition_by, mode=mode, replace_where=replace_where)
-
-    df = _layout(df, partition_by, list(sort_within_partitions or []))
-    spark = df.sparkSession
-    if backend(spark) == "delta-spark":
-        return _write_delta_spark(
-            df,
-            path,
-            mode=mode,
-            partition_by=partition_by,
-            replace_where=replace_where,
-            commit_info=commit_info,
-        )
-    return _write_delta_rs(
-        df,
-        path,
-        mode=mode,
-        partition_by=partition_by,
-        replace_where=replace_where,
-        commit_info=commit_info,
-    )
+    _check_compatible(schema, path, partition_by, mode=mode, replace_where=replace_where)
 
 
-def _layout(df: DataFrame, partition_by: list[str], sort_by: list[str]) -> DataFrame:
+def _layout(
+    df: DataFrame, partition_by: list[str], sort_by: list[str], *, cluster: bool = True
+) -> DataFrame:
+    if partition_by and not cluster:
+        return df.sortWithinPartitions(*partition_by, *sort_by) if sort_by else df
     if partition_by:
         # One task per partition value keeps the file count per partition small and lets the
         # sort cluster rows (e.g. by ATC code) so Parquet row-group statistics prune reads.
@@ -404,8 +437,11 @@ def _write_delta_spark(
     partition_by: list[str],
     replace_where: Mapping[str, Any] | None,
     commit_info: Mapping[str, str] | None,
+    row_group_bytes: int | None = None,
 ) -> int:
     writer = df.write.format("delta").mode("errorifexists" if mode == "error" else mode)
+    if row_group_bytes:
+        writer = writer.option("parquet.block.size", str(row_group_bytes))
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     if replace_where:
@@ -448,31 +484,115 @@ class _StagedFile:
     partition_values: dict[str, str | None]
 
 
-def _write_delta_rs(
+@dataclass
+class StagedTable:
+    """Parquet files written for a table but not yet committed: no reader of the table sees them.
+
+    :func:`stage_table` makes one; :meth:`frame` reads the staged rows (to validate or count
+    them before they count), :meth:`commit` makes them one version of the table and
+    :meth:`discard` deletes them. Under the delta-spark backend the files sit in the same
+    private directory and :meth:`commit` writes them through ``format("delta")``.
+    """
+
+    spark: SparkSession
+    root: Path
+    staging: Path
+    schema: StructType
+    partition_by: list[str]
+    done: bool = False
+
+    def frame(self) -> DataFrame:
+        """The staged rows, with the frame's schema (partition columns typed, not inferred)."""
+        spark = self.spark
+        if not any(self.staging.rglob("*.parquet")):
+            return spark.createDataFrame([], self.schema)
+        return (
+            spark.read.schema(self.schema)
+            .option("basePath", str(self.staging))
+            .parquet(str(self.staging))
+            .select(*self.schema.fieldNames())
+        )
+
+    def commit(
+        self,
+        *,
+        mode: WriteMode,
+        replace_where: Mapping[str, Any] | None = None,
+        commit_info: Mapping[str, str] | None = None,
+    ) -> int:
+        """Commit the staged files as one version of the table (see :func:`write_table`)."""
+        if self.done:
+            raise RxCohortError(f"{_short(self.root)}: staged files were already committed")
+        if mode not in ("error", "append", "overwrite"):
+            raise ValueError(f"mode must be 'error', 'append' or 'overwrite', not {mode!r}")
+        try:
+            _check_target(self.schema, self.root, self.partition_by, mode, replace_where)
+        except Exception:
+            self.discard()
+            raise
+        self.done = True
+        if backend(self.spark) == "delta-spark":
+            try:
+                return _write_delta_spark(
+                    self.frame(),
+                    self.root,
+                    mode=mode,
+                    partition_by=self.partition_by,
+                    replace_where=replace_where,
+                    commit_info=commit_info,
+                )
+            finally:
+                self.discard()
+        return commit_staged(
+            self.root,
+            self.staging,
+            schema=self.schema,
+            mode=mode,
+            partition_by=self.partition_by,
+            replace_where=replace_where,
+            commit_info=commit_info,
+        )
+
+    def discard(self) -> None:
+        """Delete the staged files (a no-op once they are committed and moved)."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+        _remove_empty_dir(self.root / STAGING_DIR)
+        _remove_empty_dir(self.root)
+
+
+def stage_table(
     df: DataFrame,
     path: str | Path,
     *,
-    mode: WriteMode,
-    partition_by: list[str],
-    replace_where: Mapping[str, Any] | None,
-    commit_info: Mapping[str, str] | None,
-) -> int:
+    partition_by: Sequence[str] | None = None,
+    sort_within_partitions: Sequence[str] | None = None,
+    cluster: bool = True,
+    row_group_bytes: int | None = None,
+) -> StagedTable:
+    """Write ``df``'s Parquet files for the table at ``path`` without committing them.
+
+    The files go to a private directory inside the table (``_rxcohort_staging/<id>``), which
+    no Delta reader lists. Layout options as in :func:`write_table`.
+    """
+    partition_by = list(partition_by or [])
+    missing = [c for c in partition_by if c not in df.columns]
+    if missing:
+        raise ValueError(f"partition columns {missing} are not in the frame")
     root = Path(path).resolve()
     staging = root / STAGING_DIR / uuid.uuid4().hex
     root.mkdir(parents=True, exist_ok=True)
-    writer = df.write.mode("overwrite")
+    laid_out = _layout(df, partition_by, list(sort_within_partitions or []), cluster=cluster)
+    writer = laid_out.write.mode("overwrite")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    writer.parquet(str(staging))
-    return commit_staged(
-        root,
-        staging,
-        schema=_nullable(df.schema),
-        mode=mode,
-        partition_by=partition_by,
-        replace_where=replace_where,
-        commit_info=commit_info,
-    )
+    if row_group_bytes:
+        writer = writer.option("parquet.block.size", str(row_group_bytes))
+    try:
+        writer.parquet(str(staging))
+    except Exception:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return StagedTable(df.sparkSession, root, staging, _nullable(df.schema), partition_by)
 
 
 def commit_staged(

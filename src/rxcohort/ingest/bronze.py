@@ -142,7 +142,9 @@ def _parse_group(lines: DataFrame, *, header: tuple[str, ...], table: str) -> Da
     """Split the data lines of files sharing one header into the table's raw columns."""
     expected = len(header)
     schema = ", ".join(f"`{name}` STRING" for name in header)
-    unquoted = F.regexp_replace(F.col("value"), _QUOTED, "")
+    # Quoted stretches may hold separators; most lines have no quote and skip the regex.
+    value = F.col("value")
+    unquoted = F.when(value.contains('"'), F.regexp_replace(value, _QUOTED, "")).otherwise(value)
     field_count = F.size(F.split(unquoted, ";", -1))
     data = lines.where((F.col("line_number") > 1) & (F.trim(F.col("value")) != ""))
     parsed = data.select(

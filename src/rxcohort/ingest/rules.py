@@ -16,6 +16,8 @@ the pipeline checks it anyway, against the written tables.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -78,10 +80,25 @@ SEX_CODES = (1, 2)
 PROFESSIONS = ("physician", "dentist", "nurse", "other")
 REIMBURSEMENTS = ("blue", "white", "h")
 _EPSILON = 1e-9
+# What "whitespace" means when values are trimmed: the characters of Java's and Python's \s
+# in ASCII (space, tab, line feed, vertical tab, form feed, carriage return).
+_WHITESPACE = " \t\n\x0b\f\r"
 # A return nets against dispensings of the same product in this many days up to its date.
 RETURN_WINDOW_DAYS = 14
 
 LINEAGE = ("source_file", "source_sha256", "line_number", "load_id", "load_time")
+# (source_file, line_number) names one bronze row; flags are joined back on it.
+ROW_KEY = ["source_file", "line_number"]
+
+# Writes an intermediate frame somewhere and returns a frame that reads it back; the name says
+# what it is. The ingest passes one that writes Parquet to its scratch directory, so each
+# intermediate is computed once and Spark plans the joins after it with its real size.
+Materialise = Callable[[DataFrame, str], DataFrame]
+
+
+def as_is(frame: DataFrame, name: str) -> DataFrame:
+    """The identity :data:`Materialise`: keep the plan whole (small frames, tests)."""
+    return frame
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,7 +109,7 @@ def _trimmed(table: str, frame: DataFrame) -> DataFrame:
     """Add ``s_<column>``: every raw column trimmed of any whitespace, empty as null."""
     texts = []
     for column in RAW_COLUMNS[table]:
-        trimmed = F.regexp_replace(F.col(column), r"^\s+|\s+$", "")
+        trimmed = F.btrim(F.col(column), F.lit(_WHITESPACE))
         texts.append(F.when(trimmed != "", trimmed).alias(f"s_{column}"))
     return frame.select("*", *texts)
 
@@ -249,13 +266,57 @@ def classify_dispensings(
     who_ddd: DataFrame,
     *,
     return_window_days: int = RETURN_WINDOW_DAYS,
+    materialise: Materialise = as_is,
 ) -> DataFrame:
     """Bronze dispensing rows, typed, with DDD and status / reason.
 
     ``persons`` is the classified persons frame (its clean rows are the known persons);
     ``files`` has one row per source_file with file_year, period_start and period_end;
     ``who_ddd`` is :func:`rxcohort.reference.who_ddd_frame`.
+
+    Built to scale with the rows: every rule that looks at one row is applied in one pass;
+    the two rules that compare rows (duplicates, returns) first find the few keys involved from
+    a narrow projection, then look at only those keys' rows, and their verdicts are joined back
+    by ``(source_file, line_number)``. No step shuffles the whole, wide frame.
+    ``materialise`` (see :data:`Materialise`) is applied to the checked rows and to each
+    intermediate result.
     """
+    checked = materialise(_checked_dispensings(bronze, persons, files, materialise), "checked")
+    duplicates = materialise(
+        _duplicate_flags(
+            checked, key="t_dispensing_id", content=_DISPENSING_CONTENT, materialise=materialise
+        ),
+        "duplicate_flags",
+    )
+    deduplicated = _apply_flags(checked, duplicates)
+    returns = materialise(
+        _return_flags(deduplicated, window_days=return_window_days, materialise=materialise),
+        "return_flags",
+    )
+    return add_ddd(_apply_flags(deduplicated, returns), who_ddd)
+
+
+_DISPENSING_CONTENT = [
+    "t_person_id",
+    "t_dispense_date",
+    "t_atc_code",
+    "t_product_id",
+    "t_product_name",
+    "t_magistral",
+    "t_strength_mg",
+    "t_units_per_pack",
+    "t_packs",
+    "t_ddd_per_pack",
+    "t_prescriber_id",
+    "t_reimbursement",
+    "t_reimbursement_code",
+]
+
+
+def _checked_dispensings(
+    bronze: DataFrame, persons: DataFrame, files: DataFrame, materialise: Materialise
+) -> DataFrame:
+    """Typed rows with the reason of the first one-row rule that fails (or null)."""
     numbers = ["packs", "strength_mg", "units_per_pack", "ddd_per_pack"]
     periods = F.broadcast(files.select("source_file", "file_year", "period_start", "period_end"))
     typed = (
@@ -307,15 +368,17 @@ def classify_dispensings(
     ]
     checked = _drop_trimmed(_with_rules(typed, rules))
 
-    known = (
+    # The known persons: one small column, written once so the join can broadcast it.
+    known = materialise(
         persons.where(F.col("status") == CLEAN)
         .select(F.col("t_person_id").alias("_known_person"))
-        .distinct()
+        .distinct(),
+        "known_persons",
     )
     joined = checked.join(known, checked["t_person_id"] == known["_known_person"], "left")
     unknown = F.col("reason").isNull() & F.col("_known_person").isNull()
     others = [c for c in checked.columns if c not in ("reason", "reason_detail")]
-    checked = joined.select(
+    return joined.select(
         *others,
         F.when(unknown, F.lit(UNKNOWN_PERSON)).otherwise(F.col("reason")).alias("reason"),
         F.when(unknown, F.lit("person_id"))
@@ -323,62 +386,122 @@ def classify_dispensings(
         .alias("reason_detail"),
     )
 
-    content = [
-        "t_person_id",
-        "t_dispense_date",
-        "t_atc_code",
-        "t_product_id",
-        "t_product_name",
-        "t_magistral",
-        "t_strength_mg",
-        "t_units_per_pack",
-        "t_packs",
-        "t_ddd_per_pack",
-        "t_prescriber_id",
-        "t_reimbursement",
-        "t_reimbursement_code",
+
+def _flag_columns(status: Column, reason: Column, detail: Column) -> list[Column]:
+    return [
+        *[F.col(c) for c in ROW_KEY],
+        status.alias("_flag_status"),
+        reason.alias("_flag_reason"),
+        detail.alias("_flag_detail"),
     ]
-    deduplicated = _mark_duplicates(checked, key="t_dispensing_id", content=content)
-    netted = _net_returns(deduplicated, window_days=return_window_days)
-    return add_ddd(netted, who_ddd)
 
 
-def _net_returns(frame: DataFrame, *, window_days: int) -> DataFrame:
-    """Quarantine returns with nothing to net against.
+def _duplicate_flags(
+    frame: DataFrame, *, key: str, content: list[str], materialise: Materialise
+) -> DataFrame:
+    """Verdicts for rows (with no reason yet) whose key occurs more than once.
+
+    Same key and content: all but the first (by source_file, line_number) are duplicates; same
+    key, different content: every version is quarantined as conflicting_duplicate. The keys
+    that occur more than once are found from a 64-bit hash of the key alone (a collision only
+    brings a few more rows to the exact comparison); only their rows are compared.
+    """
+    candidates = frame.where(F.col("reason").isNull()).select(
+        *ROW_KEY, key, *content, F.xxhash64(F.col(key)).alias("_key_hash")
+    )
+    repeated = materialise(
+        candidates.groupBy("_key_hash")
+        .agg(F.count(F.lit(1)).alias("_n"))
+        .where(F.col("_n") > 1)
+        .select("_key_hash"),
+        "repeated_keys",
+    )
+    suspects = candidates.join(repeated, "_key_hash", "left_semi")
+    group = Window.partitionBy(key)
+    first = group.orderBy(*ROW_KEY)
+    compared = suspects.select("*", _content_hash(content).alias("_content")).select(
+        *ROW_KEY,
+        (F.min("_content").over(group) != F.max("_content").over(group)).alias("_differ"),
+        F.row_number().over(first).alias("_rank"),
+    )
+    return compared.where(F.col("_differ") | (F.col("_rank") > 1)).select(
+        *_flag_columns(
+            F.when(F.col("_differ"), F.lit(QUARANTINED)).otherwise(F.lit(DUPLICATE)),
+            F.when(F.col("_differ"), F.lit(CONFLICTING_DUPLICATE)),
+            F.when(F.col("_differ"), F.lit(key.removeprefix("t_"))),
+        )
+    )
+
+
+def _return_flags(frame: DataFrame, *, window_days: int, materialise: Materialise) -> DataFrame:
+    """Verdicts for returns with nothing to net against.
 
     A return (packs < 0) nets against the clean dispensings (packs > 0) of the same product
     (person, ATC code, product_id) in the ``window_days`` days up to and including its date:
     a pharmacy takes a package back, or corrects a registration, shortly after the dispensing.
     It is ``unmatched_return`` when there is no such dispensing, and
-    ``return_exceeds_dispensed`` when the returns of that product in the window add up to more
-    packs than were dispensed in it (the DDD would be negative after netting). Returns that are
-    themselves quarantined still count against the window: a cautious rule that never lets a
-    net-negative product into silver.
+    ``return_exceeds_dispensed`` when the clean returns of that product in the window add up to
+    more packs than were dispensed in it (the DDD would be negative after netting). A return
+    quarantined by this rule still counts against the window: a cautious rule that never lets
+    a net-negative product into silver.
+
+    Only the rows of products that have a clean return are looked at (found from a hash of the
+    product key, as in :func:`_duplicate_flags`).
     """
-    clean = F.col("status") == CLEAN
     product = F.coalesce(F.col("t_product_id"), F.lit(""))
+    clean = frame.where(F.col("status") == CLEAN).select(
+        *ROW_KEY,
+        "t_person_id",
+        "t_atc_code",
+        product.alias("_product"),
+        "t_dispense_date",
+        "t_packs",
+        F.xxhash64("t_person_id", "t_atc_code", product).alias("_product_hash"),
+    )
+    returned = materialise(
+        clean.where(F.col("t_packs") < 0).select("_product_hash").distinct(), "return_products"
+    )
+    rows = clean.join(returned, "_product_hash", "left_semi")
     day = F.datediff(F.col("t_dispense_date"), F.lit("1970-01-01").cast("date"))
     window = (
-        Window.partitionBy("t_person_id", "t_atc_code", product, clean)
+        Window.partitionBy("t_person_id", "t_atc_code", "_product")
         .orderBy(day)
         .rangeBetween(-window_days, 0)
     )
     dispensed = F.sum(F.when(F.col("t_packs") > 0, F.col("t_packs")).otherwise(0.0)).over(window)
-    returned = F.sum(F.when(F.col("t_packs") < 0, -F.col("t_packs")).otherwise(0.0)).over(window)
-    flagged = frame.select("*", dispensed.alias("_dispensed"), returned.alias("_returned"))
-    is_return = clean & (F.col("t_packs") < 0)
+    returned_packs = F.sum(F.when(F.col("t_packs") < 0, -F.col("t_packs")).otherwise(0.0)).over(
+        window
+    )
+    flagged = rows.select("*", dispensed.alias("_dispensed"), returned_packs.alias("_returned"))
+    is_return = F.col("t_packs") < 0
     unmatched = is_return & (F.col("_dispensed") <= 0)
     exceeds = is_return & ~unmatched & (F.col("_returned") > F.col("_dispensed") + _EPSILON)
-    bad = unmatched | exceeds
+    return flagged.where(unmatched | exceeds).select(
+        *_flag_columns(
+            F.lit(QUARANTINED),
+            F.when(unmatched, F.lit(UNMATCHED_RETURN)).otherwise(F.lit(RETURN_EXCEEDS_DISPENSED)),
+            F.lit("packs"),
+        )
+    )
+
+
+def _apply_flags(frame: DataFrame, flags: DataFrame) -> DataFrame:
+    """``frame`` with the verdicts of ``flags`` (rows named by ROW_KEY) applied.
+
+    A row without a verdict keeps its status - or, before any status is set, is ``clean``
+    when no rule gave it a reason and ``quarantined`` otherwise.
+    """
+    joined = frame.join(flags, ROW_KEY, "left")
+    if "status" in frame.columns:
+        current = F.col("status")
+    else:
+        current = F.when(F.col("reason").isNull(), F.lit(CLEAN)).otherwise(F.lit(QUARANTINED))
     others = [c for c in frame.columns if c not in ("reason", "reason_detail", "status")]
-    return flagged.select(
+    return joined.select(
         *others,
-        F.when(unmatched, F.lit(UNMATCHED_RETURN))
-        .when(exceeds, F.lit(RETURN_EXCEEDS_DISPENSED))
-        .otherwise(F.col("reason"))
-        .alias("reason"),
-        F.when(bad, F.lit("packs")).otherwise(F.col("reason_detail")).alias("reason_detail"),
-        F.when(bad, F.lit(QUARANTINED)).otherwise(F.col("status")).alias("status"),
+        F.coalesce(F.col("reason"), F.col("_flag_reason")).alias("reason"),
+        F.coalesce(F.col("reason_detail"), F.col("_flag_detail")).alias("reason_detail"),
+        F.coalesce(F.col("_flag_status"), current).alias("status"),
     )
 
 
