@@ -67,7 +67,7 @@ log = get_logger("ingest")
 # Intermediate results of one ingest, under the warehouse; removed when the ingest ends.
 SCRATCH_DIR = "_rxcohort_scratch"
 # Parquet row groups of silver/dispensings (rows sorted by ATC code within each file).
-SILVER_ROW_GROUP_BYTES = 8 * 1024 * 1024
+SILVER_ROW_GROUP_BYTES = 2 * 1024 * 1024
 Progress = Callable[[str], None]
 
 
