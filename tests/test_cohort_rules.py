@@ -30,8 +30,9 @@ from rxcohort.cohort import (
     summarise_attrition,
 )
 from rxcohort.schemas import SILVER_DISPENSINGS, SILVER_PERSONS
+from rxcohort.transforms.codes import starts_with_any, starts_with_any_filter
 from rxcohort.transforms.consumption import summarise_consumption
-from rxcohort.transforms.dispensings import select_study_dispensings
+from rxcohort.transforms.dispensings import select_cohort_dispensings, select_study_dispensings
 
 INDEX = date(2013, 6, 1)
 LDN = DrugDefinition(label="LDN", atc_prefixes=("N07BB04",), strength_max_mg=5.0)
@@ -641,3 +642,69 @@ def test_select_study_dispensings_keeps_the_study_rows_only(spark):
         "opioid_first_day",
         "opioid_last_day",
     ]
+
+
+def test_select_study_dispensings_pushes_codes_and_dates_into_the_parquet_reader(
+    spark, tmp_path, capsys
+):
+    path = str(tmp_path / "dispensings")
+    silver(spark, [ldn("p", INDEX)]).write.parquet(path)
+    kept = select_study_dispensings(
+        spark.read.schema(SILVER_DISPENSINGS).parquet(path),
+        index_atc_prefixes=["N07BB04"],
+        index_from=None,
+        other_atc_prefixes=["N02A", "M01A"],
+        reimbursement_codes=[],
+        date_from=date(2012, 1, 1),
+        date_to=date(2014, 12, 30),
+    )
+    capsys.readouterr()
+    kept.explain(mode="formatted")
+    plan = capsys.readouterr().out
+    pushed = plan[plan.index("PushedFilters:") :].splitlines()[0]
+    for predicate in (
+        "StringStartsWith(atc_code,N07BB04)",
+        "StringStartsWith(atc_code,N02A)",
+        "StringStartsWith(atc_code,M01A)",
+        "GreaterThanOrEqual(dispense_date,2012-01-01)",
+    ):
+        assert predicate in pushed
+
+
+def test_starts_with_any_filter_differs_from_starts_with_any_only_on_null_codes(spark):
+    codes = spark.createDataFrame([("N02AA01",), ("N05BA01",), (None,)], "atc_code string")
+    values = codes.select(
+        "atc_code",
+        starts_with_any("atc_code", ["N02A"]).alias("value"),
+        starts_with_any_filter("atc_code", ["N02A"]).alias("filter"),
+    )
+    assert sorted(values.collect(), key=lambda r: r.atc_code or "") == [
+        Row(atc_code=None, value=False, filter=None),
+        Row(atc_code="N02AA01", value=True, filter=True),
+        Row(atc_code="N05BA01", value=False, filter=False),
+    ]
+
+
+def test_drug_definition_filter_keeps_the_rows_of_its_condition(spark):
+    rows = [
+        ldn("p", INDEX, dispensing_id="ldn"),
+        ldn("p", INDEX, strength_mg=None, dispensing_id="no_strength"),
+        ldn("p", INDEX, strength_mg=50.0, dispensing_id="naltrexone_50"),
+        ldn("p", INDEX, packs=-1.0, dispensing_id="return"),
+        dispensing("p", INDEX, "N07BB05", dispensing_id="other_atc"),
+    ]
+    frame = silver(spark, rows)
+    by_filter = sorted(r.dispensing_id for r in frame.where(LDN.filter()).collect())
+    by_condition = sorted(r.dispensing_id for r in frame.where(LDN.condition()).collect())
+    assert by_filter == by_condition == ["ldn"]
+
+
+def test_select_cohort_dispensings_keeps_the_rows_of_cohort_persons(spark):
+    rows = [
+        dispensing("in", day(-10), "N02AA01", dispensing_id="in_1"),
+        dispensing("in", day(10), "M01AE01", dispensing_id="in_2"),
+        dispensing("out", day(-10), "N02AA01", dispensing_id="out_1"),
+    ]
+    kept = select_cohort_dispensings(silver(spark, rows), cohort_at_index(spark, "in"))
+    assert sorted(r.dispensing_id for r in kept.collect()) == ["in_1", "in_2"]
+    assert kept.columns == silver(spark, rows).columns

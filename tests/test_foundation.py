@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pyspark.sql.types import IntegerType, StringType, StructField, StructType
+from pyspark.sql import Row
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    DoubleType,
+    IntegerType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 from rxcohort import analyst, config, io
-from rxcohort.spark import JavaMissingError, check_java
+from rxcohort.spark import JavaMissingError, check_java, local_frame
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -141,3 +153,27 @@ def test_rewrite_leaves_other_identifiers_alone():
         )
         == "SELECT silver__persons.sex, xsilver.persons FROM silver__persons"
     )
+
+
+def test_local_frame_holds_the_rows_as_given(spark):
+    schema = StructType(
+        [
+            StructField("label", StringType(), False),
+            StructField("n", LongType(), True),
+            StructField("value", DoubleType(), True),
+            StructField("versions", MapType(StringType(), LongType()), False),
+            StructField("at", TimestampType(), True),
+        ]
+    )
+    at = datetime(2024, 3, 1, 12, 30, 5)  # naive UTC, as rxcohort.study.runs.utc_now gives
+    rows = [("a", 3, 0.5, {"silver/dispensings": 2}, at), ("b", None, None, {}, None)]
+    frame = local_frame(spark, rows, schema)
+    assert frame.schema == schema
+    assert sorted(frame.collect()) == [
+        Row(label="a", n=3, value=0.5, versions={"silver/dispensings": 2}, at=at),
+        Row(label="b", n=None, value=None, versions={}, at=None),
+    ]
+    assert frame.select(F.unix_timestamp("at")).first()[0] == int(
+        at.replace(tzinfo=UTC).timestamp()
+    )
+    assert local_frame(spark, [], schema).count() == 0

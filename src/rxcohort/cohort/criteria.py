@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from rxcohort.cohort.attrition import attrition_row
 from rxcohort.cohort.drugs import describe_days
-from rxcohort.transforms.codes import describe_codes, starts_with_any
+from rxcohort.transforms.codes import describe_codes, starts_with_any_filter
 
 FollowUpEvent = Literal["death", "emigration"]
 _EVENT_COLUMNS: dict[str, str] = {"death": "death_date", "emigration": "emigration_date"}
@@ -74,7 +74,7 @@ def require_drug_use(
         if drug_label
         else (f"ATC {describe_codes(atc_prefixes)}")
     )
-    condition = starts_with_any("atc_code", atc_prefixes)
+    condition = starts_with_any_filter("atc_code", atc_prefixes)
     what = f"at least {min_count} dispensing{'s' if min_count > 1 else ''} of {drugs}"
     return _require_dispensings(
         cohort,
@@ -101,10 +101,10 @@ def require_reimbursement_code(
 ) -> tuple[DataFrame, DataFrame]:
     """Keep persons with at least ``min_count`` dispensings (packs > 0) whose reimbursement
     code starts with one of ``codes`` in ``window``, optionally only of ``atc_prefixes``."""
-    condition = starts_with_any("reimbursement_code", codes)
+    condition = starts_with_any_filter("reimbursement_code", codes)
     what = f"at least {min_count} dispensing{'s' if min_count > 1 else ''}"
     if atc_prefixes:
-        condition = condition & starts_with_any("atc_code", atc_prefixes)
+        condition = condition & starts_with_any_filter("atc_code", atc_prefixes)
         label = f"{drug_label} " if drug_label else ""
         what += f" of {label}(ATC {describe_codes(atc_prefixes)})"
     what += f" with reimbursement code {describe_codes(codes)}"
@@ -182,6 +182,8 @@ def _require_dispensings(
         raise ValueError(f"window ends before it starts: {window}")
     if min_count < 1:
         raise ValueError("min_count must be at least 1")
+    # ``condition`` filters rows only (an exclusion anti-joins the persons, never negates it),
+    # so it may be the pushable, null-propagating form.
     keys = F.broadcast(cohort.select("person_id", "index_date"))
     day = F.datediff("dispense_date", "index_date")
     meeting = (

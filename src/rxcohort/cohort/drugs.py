@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from rxcohort.transforms.codes import describe_codes, starts_with_any
+from rxcohort.transforms.codes import describe_codes, starts_with_any_filter
 
 
 @dataclass(frozen=True)
@@ -29,13 +29,21 @@ class DrugDefinition:
             raise ValueError("a drug definition needs at least one ATC prefix")
 
     def condition(self) -> Column:
-        """True for a silver dispensing row of this drug."""
-        condition = starts_with_any("atc_code", self.atc_prefixes) & (F.col("packs") > 0)
+        """True for a silver dispensing row of this drug (false, never null, otherwise)."""
+        return F.coalesce(self.filter(), F.lit(False))
+
+    def filter(self) -> Column:
+        """:meth:`condition` for ``DataFrame.where`` only: null where a value is missing.
+
+        Plain comparisons, which Spark pushes into the Parquet reader (see
+        :func:`~rxcohort.transforms.codes.starts_with_any_filter`); never negate it.
+        """
+        condition = starts_with_any_filter("atc_code", self.atc_prefixes) & (F.col("packs") > 0)
         if self.strength_min_mg is not None:
             condition = condition & (F.col("strength_mg") >= F.lit(self.strength_min_mg))
         if self.strength_max_mg is not None:
             condition = condition & (F.col("strength_mg") <= F.lit(self.strength_max_mg))
-        return F.coalesce(condition, F.lit(False))
+        return condition
 
     def describe(self) -> str:
         """``LDN (ATC N07BB04, strength <= 5 mg, packs > 0)``."""

@@ -26,7 +26,7 @@ def add_exposure_count(
     start, end = window
     keys = F.broadcast(cohort.select("person_id", "index_date"))
     counts = (
-        dispensings.where(index_drug.condition())
+        dispensings.where(index_drug.filter())
         .join(keys, "person_id")
         .where(F.datediff("dispense_date", "index_date").between(start, end))
         .groupBy("person_id")

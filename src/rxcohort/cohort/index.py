@@ -26,7 +26,7 @@ def generate_index_cohort(
     start, end = period
     first = (
         dispensings.where(
-            index_drug.condition() & F.col("dispense_date").between(F.lit(start), F.lit(end))
+            index_drug.filter() & F.col("dispense_date").between(F.lit(start), F.lit(end))
         )
         .groupBy("person_id")
         .agg(
@@ -66,7 +66,7 @@ def require_new_users(
     None searches all earlier data (the whole delivery).
     """
     keys = F.broadcast(cohort.select("person_id", "index_date"))
-    earlier = dispensings.where(index_drug.condition()).join(keys, "person_id")
+    earlier = dispensings.where(index_drug.filter()).join(keys, "person_id")
     before = F.col("dispense_date") < F.col("index_date")
     if look_back_days is not None:
         if look_back_days < 1:

@@ -38,6 +38,7 @@ from rxcohort.persistence.survival import (
     fit_km_curves,
     fit_km_medians,
 )
+from rxcohort.spark import local_frame
 
 log = get_logger("persistence")
 
@@ -151,7 +152,7 @@ def pandas_to_spark(spark: SparkSession, pdf: pd.DataFrame, schema: StructType) 
                 for v, f in zip(row, as_float, strict=True)
             )
         )
-    return spark.createDataFrame(records, schema=schema)
+    return local_frame(spark, records, schema)
 
 
 def _is_missing(value: object) -> bool:
@@ -192,10 +193,11 @@ def build_persistence_tables(
     the delivery period), ``units_per_day`` (assumed intake for supply and for persons whose
     dose cannot be measured).
 
-    Returns ``episodes``, ``dose`` and ``persistence`` (lazy Spark frames) and ``km_curves``,
-    ``km_medians`` and ``cox_results`` (small frames computed here with lifelines on the
-    per-person table, the one place this function collects to the driver). Columns: see
-    docs/persistence.md.
+    Returns ``episodes``, ``dose`` and ``persistence`` and ``km_curves``, ``km_medians`` and
+    ``cox_results`` (small frames computed here with lifelines on the per-person table, the one
+    place this function collects to the driver). Columns: see docs/persistence.md. The first
+    three are computed here, once (local checkpoints: a row per person or episode), because
+    each is read again - by the next, by the model fits and by its write.
     """
     grace_days = require_grace_days(grace_days)
     units_per_day = require_positive_units_per_day(units_per_day)
@@ -203,23 +205,33 @@ def build_persistence_tables(
         raise ConfigError(f"data_end must be a date, not {type(data_end).__name__}")
 
     dispensings = restrict_to_follow_up(index_dispensings, cohort, data_end=data_end)
-    episodes = generate_episodes(
-        add_supply(dispensings, units_per_day=units_per_day), grace_days=grace_days
+    episodes = _computed(
+        generate_episodes(
+            add_supply(dispensings, units_per_day=units_per_day), grace_days=grace_days
+        )
     )
-    dose = summarise_dose(episodes, units_per_day=units_per_day)
-    persistence = generate_persistence(
-        cohort,
-        episodes,
-        dose,
-        prescribers,
-        baseline,
-        grace_days=grace_days,
-        data_end=data_end,
-        units_per_day=units_per_day,
-        age_band_edges=age_band_edges,
+    dose = _computed(summarise_dose(episodes, units_per_day=units_per_day))
+    persistence = _computed(
+        generate_persistence(
+            cohort,
+            episodes,
+            dose,
+            prescribers,
+            baseline,
+            grace_days=grace_days,
+            data_end=data_end,
+            units_per_day=units_per_day,
+            age_band_edges=age_band_edges,
+        )
     )
 
-    pdf = persistence.select(*_MODEL_COLUMNS).toPandas()
+    # In person order: the PH test ranks tied times by row order, which Spark does not fix.
+    pdf = (
+        persistence.select("person_id", *_MODEL_COLUMNS)
+        .toPandas()
+        .sort_values("person_id", kind="stable", ignore_index=True)
+        .drop(columns="person_id")
+    )
     _log_counts(pdf)
     analysable = pdf[pdf["end_reason"] != END_NO_SUPPLY]
     km_curves = fit_km_curves(analysable, strata=km_strata)
@@ -243,6 +255,11 @@ def build_persistence_tables(
         "km_medians": pandas_to_spark(spark, km_medians, KM_MEDIANS_SCHEMA),
         "cox_results": pandas_to_spark(spark, cox, COX_RESULTS_SCHEMA),
     }
+
+
+def _computed(frame: DataFrame) -> DataFrame:
+    # Kept in executor memory and cut from its history: later reads do not recompute it.
+    return frame.localCheckpoint(eager=True)
 
 
 def _log_counts(pdf: pd.DataFrame) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import IntegralType
 
 ALL_GROUPS = "all"
 
@@ -16,8 +17,13 @@ _FEMALE = ("2", "female", "f")
 _MALE = ("1", "male", "m")
 
 
-def _sex_is(values: tuple[str, ...]) -> Column:
-    return F.lower(F.col("sex").cast("string")).isin(*values)
+def _sex_is(frame: DataFrame, values: tuple[str, ...]) -> Column:
+    sex = F.col("sex").cast("string")
+    if isinstance(frame.schema["sex"].dataType, IntegralType):
+        # Digits have no case. The first lower() of a session costs seconds (Spark loads its
+        # ICU case mappings), so an integer code, as silver persons has it, skips it.
+        return sex.isin(*values)
+    return F.lower(sex).isin(*values)
 
 
 def _label(column: str) -> Column:
@@ -37,8 +43,8 @@ def summarise_characteristics(cohort: DataFrame) -> DataFrame:
         cohort.rollup("exposure_group")
         .agg(
             F.count(F.lit(1)).alias("n_persons"),
-            F.count(F.when(_sex_is(_FEMALE), 1)).alias("n_female"),
-            F.count(F.when(_sex_is(_MALE), 1)).alias("n_male"),
+            F.count(F.when(_sex_is(cohort, _FEMALE), 1)).alias("n_female"),
+            F.count(F.when(_sex_is(cohort, _MALE), 1)).alias("n_male"),
             F.avg(age).alias("age_mean"),
             F.stddev_samp(age).alias("age_sd"),
             quartiles.alias("age_quartiles"),

@@ -4,7 +4,7 @@ pandas side: labels are ``object`` (str), person counts ``int64`` (never null), 
 ``int32``, statistics nullable ``Float64`` where ``<NA>`` means "undefined" (too few persons,
 no variance, a zero denominator). Use :func:`to_spark` to turn a frame into a Spark DataFrame:
 ``spark.createDataFrame`` on a pandas frame would store an undefined statistic as NaN instead
-of null.
+of null (and on a list of rows it starts Python workers, see :func:`rxcohort.spark.local_frame`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from pyspark.sql.types import (
     StructField,
     StructType,
 )
+
+from rxcohort.spark import local_frame
 
 # (column, kind): kind is "str", "long" (a count), "int" (month, lag) or "double".
 _LAYOUT: dict[str, tuple[tuple[str, str], ...]] = {
@@ -148,7 +150,7 @@ def to_spark(spark: SparkSession, frame: pd.DataFrame, *, table: str) -> DataFra
         tuple(_python_value(value, kinds[c]) for c, value in zip(columns, record, strict=True))
         for record in frame[columns].itertuples(index=False, name=None)
     ]
-    return spark.createDataFrame(rows, schema)
+    return local_frame(spark, rows, schema)
 
 
 def _python_value(value: object, kind: str) -> object:

@@ -13,14 +13,20 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from rxcohort import io
 from rxcohort.log import get_logger
+from rxcohort.spark import local_frame
 
 log = get_logger("study.analyses")
 
 Progress = Callable[[str], None]
 
+# silver/prescribers' columns that persistence reads, for a warehouse without that table.
+NO_PRESCRIBERS_SCHEMA = StructType(
+    [StructField(name, StringType()) for name in ("prescriber_id", "profession", "specialty")]
+)
 STATISTICS_TABLES = ("group_results", "did_results", "responders", "trajectories", "its_results")
 PERSISTENCE_ORDER = ("episodes", "dose", "persistence", "km_curves", "km_medians", "cox_results")
 
@@ -104,9 +110,7 @@ def run_persistence(
 
     spark = cohort.sparkSession
     if prescribers is None:
-        prescribers = spark.createDataFrame(
-            [], "prescriber_id string, profession string, specialty string"
-        )
+        prescribers = local_frame(spark, [], NO_PRESCRIBERS_SCHEMA)
     tables = build_persistence_tables(
         cohort,
         index_dispensings,

@@ -1,6 +1,8 @@
 """From a validated study and input frames to the cohort, attrition and consumption frames.
 
 Pure: no reads, no writes, no collect. :mod:`rxcohort.study.pipeline` does the I/O around it.
+The frames that later steps read again are computed once through the ``materialise`` hook of
+:func:`build_study_tables` (local checkpoints by default).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from rxcohort.cohort import (
     DrugDefinition,
@@ -28,7 +31,7 @@ from rxcohort.cohort import (
 )
 from rxcohort.study.models import AgeRule, DrugRule, ReimbursementRule, SexRule, Study
 from rxcohort.transforms.consumption import summarise_consumption
-from rxcohort.transforms.dispensings import select_study_dispensings
+from rxcohort.transforms.dispensings import select_cohort_dispensings, select_study_dispensings
 
 COHORT_COLUMNS = (
     "person_id",
@@ -47,11 +50,14 @@ COHORT_COLUMNS = (
 
 @dataclass(frozen=True)
 class StudyTables:
-    """The three tables every study writes (lazy frames until written)."""
+    """The three tables every study writes (lazy frames until written), and the dispensings
+    they were built from: the study's dispensings of the index cohort's persons, a superset of
+    every cohort person's, for analyses that read dispensings of the cohort."""
 
     cohort: DataFrame
     attrition: DataFrame
     consumption: DataFrame
+    dispensings: DataFrame
 
 
 def index_drug_definition(study: Study) -> DrugDefinition:
@@ -104,18 +110,35 @@ def select_dispensings_for(study: Study, dispensings: DataFrame) -> DataFrame:
     )
 
 
+def index_dispensings_for(study: Study, dispensings: DataFrame, *, date_to: date) -> DataFrame:
+    """Silver dispensings of the study's index drug from the index period's start to ``date_to``.
+
+    What the persistence analysis follows (from each index date to the end of data), read in
+    one pass: the index drug's conditions and the dates are pushed into the Parquet reader and
+    the ``dispense_year`` conditions skip whole partitions.
+    """
+    start = study.index_period.start
+    keep = index_drug_definition(study).filter() & F.col("dispense_date").between(
+        F.lit(start), F.lit(date_to)
+    )
+    if "dispense_year" in dispensings.columns:
+        keep = F.col("dispense_year").between(start.year, date_to.year) & keep
+    return dispensings.where(keep)
+
+
 Materialise = Callable[[DataFrame], DataFrame]
 
 
 def truncate_lineage(frame: DataFrame) -> DataFrame:
-    """The cohort after a step, computed once when first needed and cut from its history.
+    """``frame`` computed now, kept in executor memory (spilling to disk), cut from its history.
 
-    Each step joins the cohort twice (broadcast into the dispensings, then filtered by the
-    result), so without a cut a later step's plan repeats every earlier step, 2 ** steps
-    times. A lazy local checkpoint runs no job here and keeps no file; Spark drops its blocks
-    once the frame is gone.
+    Each dispensing step joins the cohort twice (broadcast into the dispensings, then filtered
+    by the result), so without a cut a later step's plan repeats every earlier step,
+    2 ** steps times. Computed here, one job per step, so that later steps and the written
+    tables start from the small result. A local checkpoint keeps no file; Spark drops its
+    blocks once the frame is gone.
     """
-    return frame.localCheckpoint(eager=False)
+    return frame.localCheckpoint(eager=True)
 
 
 def build_study_tables(
@@ -128,35 +151,44 @@ def build_study_tables(
     """Cohort, attrition and consumption for ``study``.
 
     ``dispensings`` are silver dispensings (all of them, or the rows of
-    :func:`select_dispensings_for`); ``persons`` is silver persons. Attrition steps, in order:
-    the index date, new users, full follow-up, each inclusion rule, each exclusion rule, and -
-    only when the exposure groups leave counts uncovered - the exposure group.
+    :func:`select_dispensings_for`), best unmaterialised: the index cohort's persons are found
+    in a pass that Spark pushes into the Parquet reader. ``persons`` is silver persons.
+    Attrition steps, in order: the index date, new users, full follow-up, each inclusion rule,
+    each exclusion rule, and - only when the exposure groups leave counts uncovered - the
+    exposure group.
 
-    ``materialise`` is applied to the cohort after every step (default
-    :func:`truncate_lineage`; None applies nothing, for plans that should stay whole).
+    ``materialise`` (default :func:`truncate_lineage`; None applies nothing, for plans that
+    should stay whole) is applied to the index cohort's dispensings (see
+    :func:`~rxcohort.transforms.dispensings.select_cohort_dispensings`), which every step
+    reads, and to the cohort after the steps that join it with them.
     """
     keep = materialise or (lambda frame: frame)
     drug = index_drug_definition(study)
-    cohort, first_row = generate_index_cohort(
-        dispensings, index_drug=drug, period=(study.index_period.start, study.index_period.end)
-    )
+    period = (study.index_period.start, study.index_period.end)
+    # Every step reads the dispensings of index-cohort persons only: select all their rows once
+    # (the persons found from the index drug's rows alone), and build every step, the index date
+    # included, from that small selection.
+    index_persons, _ = generate_index_cohort(dispensings, index_drug=drug, period=period)
+    dispensings = keep(select_cohort_dispensings(dispensings, index_persons))
+    cohort, first_row = generate_index_cohort(dispensings, index_drug=drug, period=period)
     rows = [first_row]
-    cohort = keep(add_person_attributes(cohort, persons))
     if study.new_users is not None:
         cohort, row = require_new_users(
             cohort, dispensings, index_drug=drug, look_back_days=study.new_users.look_back_days
         )
-        cohort = keep(cohort)
         rows.append(row)
+    # After the new-user rule, which needs none of them, so that one materialisation serves both.
+    cohort = keep(add_person_attributes(cohort, persons))
     if study.follow_up is not None:
+        # A filter on the cohort's own columns: its plan stays small without materialising.
         cohort, row = require_follow_up(
             cohort, days=study.follow_up.days, events=study.follow_up.events
         )
-        cohort = keep(cohort)
         rows.append(row)
     for section, rule in study.rules:
         cohort, row = _apply_rule(study, cohort, dispensings, rule, exclude=section == "exclusion")
-        cohort = keep(cohort)
+        if isinstance(rule, DrugRule | ReimbursementRule):
+            cohort = keep(cohort)
         rows.append(row)
 
     exposure_window = study.window_days(study.exposure_window)
@@ -179,7 +211,12 @@ def build_study_tables(
         drug_groups=study.drug_groups,
         windows={name: window.days for name, window in study.windows.items()},
     )
-    return StudyTables(cohort=cohort, attrition=summarise_attrition(rows), consumption=consumption)
+    return StudyTables(
+        cohort=cohort,
+        attrition=summarise_attrition(rows),
+        consumption=consumption,
+        dispensings=dispensings,
+    )
 
 
 def _apply_rule(

@@ -4,7 +4,7 @@ The steps, each a function below:
 
 1. load the study file (or, with ``as_of``, the definition stored with that run);
 2. pin the input tables to Delta versions (the latest, or the past run's);
-3. read them, check the deliveries cover the study's days, select the study's dispensings once;
+3. read them, check the deliveries cover the study's days, select the study's dispensings;
 4. build cohort, attrition and consumption (:func:`rxcohort.study.build.build_study_tables`);
 5. write them to ``<warehouse>/studies/<study_id>/``;
 6. run the analyses on the written tables (:func:`run_analyses`);
@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -28,7 +27,7 @@ from rxcohort.log import get_logger
 from rxcohort.study.build import (
     StudyTables,
     build_study_tables,
-    index_drug_definition,
+    index_dispensings_for,
     required_data_range,
     select_dispensings_for,
 )
@@ -43,6 +42,7 @@ from rxcohort.study.runs import (
     new_run_id,
     utc_now,
 )
+from rxcohort.transforms.dispensings import select_cohort_dispensings
 
 log = get_logger("study")
 
@@ -67,8 +67,11 @@ class AnalysisInputs:
     cohort: DataFrame
     attrition: DataFrame
     consumption: DataFrame
-    dispensings: DataFrame  # silver dispensings at the run's pinned version
-    index_dispensings: DataFrame  # those meeting the study's index-drug rule
+    n_persons: int  # the cohort's size (the last attrition step)
+    dispensings: DataFrame  # the study's dispensings of (at least) every cohort person
+    # Cohort persons' silver dispensings meeting the index-drug rule, from the index period's
+    # start to the end of data.
+    index_dispensings: DataFrame
     persons: DataFrame
     prescribers: DataFrame | None
     # The deliveries' period; without a deliveries table, the first and last dispensing date.
@@ -146,7 +149,6 @@ def run_study(
         git_commit=git_commit(),
     )
     log.info("run %s of study %s started", record.run_id, study.study_id)
-    persisted: list[DataFrame] = []
     try:
         record.input_versions = pin_inputs(warehouse, pinned)
         say("reading " + ", ".join(f"{k} v{v}" for k, v in sorted(record.input_versions.items())))
@@ -156,19 +158,27 @@ def run_study(
         )
 
         say("building the cohort")
-        study_dispensings = _persist(select_dispensings_for(study, inputs[DISPENSINGS]), persisted)
-        tables = build_study_tables(study, dispensings=study_dispensings, persons=inputs[PERSONS])
+        tables = build_study_tables(
+            study,
+            dispensings=select_dispensings_for(study, inputs[DISPENSINGS]),
+            persons=inputs[PERSONS],
+        )
         record.output_versions = write_outputs(tables, study_dir, run_id=record.run_id, say=say)
         written = {
             name: io.read_table(spark, study_dir / name, version=version)
             for name, version in record.output_versions.items()
         }
-        attrition = [
+        attrition = sorted(
             (r["step"], r["criterion"], r["n_persons"], r["n_excluded"])
-            for r in written["attrition"].orderBy("step").collect()
-        ]
+            for r in written["attrition"].collect()
+        )
         record.n_persons = attrition[-1][2]
         group_sizes = _group_sizes(study, written["cohort"])
+        # Without a data period persistence is skipped; the study's last day only bounds the read.
+        data_end = data_period[1] if data_period else required_data_range(study)[1]
+        index_dispensings = select_cohort_dispensings(
+            index_dispensings_for(study, inputs[DISPENSINGS], date_to=data_end), written["cohort"]
+        )
 
         analysis = run_analyses(
             spark,
@@ -179,10 +189,9 @@ def run_study(
                 cohort=written["cohort"],
                 attrition=written["attrition"],
                 consumption=written["consumption"],
-                dispensings=study_dispensings,
-                index_dispensings=inputs[DISPENSINGS].where(
-                    index_drug_definition(study).condition()
-                ),
+                n_persons=record.n_persons,
+                dispensings=tables.dispensings,
+                index_dispensings=index_dispensings,
                 persons=inputs[PERSONS],
                 prescribers=inputs.get(PRESCRIBERS),
                 data_period=data_period,
@@ -195,8 +204,6 @@ def run_study(
         record.error = _error_text(exc)
         raise
     finally:
-        for frame in persisted:
-            frame.unpersist()
         record.finished_at = utc_now()
         _record_run(spark, runs_path, record)
 
@@ -237,7 +244,7 @@ def run_analyses(
     commit_info = {"run_id": inputs.run_id, "study_id": study.study_id}
     versions: dict[str, int] = {}
     rows: list[tuple[str, str]] = []
-    if inputs.cohort.isEmpty():
+    if inputs.n_persons == 0:
         rows.append(("analyses", "skipped: the cohort is empty"))
         return AnalysisOutcome(summary_rows=rows, table_versions=versions)
 
@@ -407,14 +414,6 @@ def _past_definition(
     if past.definition_sha256 != current.sha256:
         say(f"the study file has changed since run {run_id}; rebuilding with that run's definition")
     return source, past.input_versions
-
-
-def _persist(frame: DataFrame, persisted: list[DataFrame]) -> DataFrame:
-    # Lazily: the first step that reads the study's dispensings caches them for every later
-    # step and table (the one pass over silver dispensings).
-    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
-    persisted.append(frame)
-    return frame
 
 
 def _dispensing_period(dispensings: DataFrame) -> tuple[date, date] | None:

@@ -20,6 +20,7 @@ import rxcohort
 from rxcohort import io
 from rxcohort.config import project_root
 from rxcohort.errors import RxCohortError
+from rxcohort.spark import local_frame
 
 STATUS_SUCCEEDED = "succeeded"
 STATUS_FAILED = "failed"
@@ -129,7 +130,7 @@ def git_commit() -> str | None:
 
 
 def append_run(spark: SparkSession, runs_path: Path, record: RunRecord) -> int:
-    frame = spark.createDataFrame([record.as_tuple()], RUNS_SCHEMA).coalesce(1)
+    frame = local_frame(spark, [record.as_tuple()], RUNS_SCHEMA).coalesce(1)
     return io.write_table(
         frame,
         runs_path,

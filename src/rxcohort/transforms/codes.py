@@ -13,12 +13,24 @@ def starts_with_any(column: str | Column, prefixes: Sequence[str]) -> Column:
     """True when the code starts with one of ``prefixes`` (null code: false).
 
     ATC is a hierarchy, so a prefix such as ``N02A`` selects every opioid substance below it.
+    Null-safe, so it may be negated or used as a value; to filter rows read from Parquet, use
+    :func:`starts_with_any_filter`.
+    """
+    return F.coalesce(starts_with_any_filter(column, prefixes), F.lit(False))
+
+
+def starts_with_any_filter(column: str | Column, prefixes: Sequence[str]) -> Column:
+    """The plain OR of ``startswith`` over ``prefixes``: null for a null code.
+
+    For ``DataFrame.where`` only, where a null drops the row just as false does. Unlike the
+    null-safe :func:`starts_with_any` (whose ``coalesce`` Spark cannot translate), Spark pushes
+    this predicate into the Parquet reader, which then skips the row groups and pages whose ATC
+    code range holds none of the prefixes. Never negate it: ``~`` of null keeps nothing.
     """
     if not prefixes:
         raise ValueError("starts_with_any needs at least one prefix")
     col = F.col(column) if isinstance(column, str) else column
-    condition = reduce(lambda a, b: a | b, (col.startswith(p) for p in prefixes))
-    return F.coalesce(condition, F.lit(False))
+    return reduce(lambda a, b: a | b, (col.startswith(p) for p in prefixes))
 
 
 def describe_codes(prefixes: Sequence[str]) -> str:

@@ -8,7 +8,7 @@ from itertools import product
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from rxcohort.transforms.codes import starts_with_any
+from rxcohort.transforms.codes import starts_with_any, starts_with_any_filter
 
 CONSUMPTION_COLUMNS = (
     "person_id",
@@ -51,7 +51,7 @@ def summarise_consumption(
     day = F.datediff("dispense_date", "index_date")
     first = min(start for start, _ in windows.values())
     last = max(end for _, end in windows.values())
-    any_group = starts_with_any("atc_code", [p for ps in drug_groups.values() for p in ps])
+    any_group = starts_with_any_filter("atc_code", [p for ps in drug_groups.values() for p in ps])
 
     group_names = F.array_compact(
         F.array(

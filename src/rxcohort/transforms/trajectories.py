@@ -13,10 +13,9 @@ from collections.abc import Mapping, Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
 from rxcohort.errors import ConfigError
-from rxcohort.transforms.codes import starts_with_any
+from rxcohort.transforms.codes import starts_with_any, starts_with_any_filter
 
 MONTH_DAYS_PER_YEAR = 365
 MONTHS_PER_YEAR = 12
@@ -59,12 +58,10 @@ def summarise_monthly_ddd(
     groups = {name: list(prefixes) for name, prefixes in drug_groups.items()}
     if not groups or any(not prefixes for prefixes in groups.values()):
         raise ConfigError("every drug group needs at least one ATC prefix")
-    spark = cohort.sparkSession
-
     persons = cohort.select("person_id", "index_date", "exposure_group")
     sizes = persons.groupBy("exposure_group").agg(F.count(F.lit(1)).alias("n_persons"))
 
-    any_group = starts_with_any("atc_code", [p for ps in groups.values() for p in ps])
+    any_group = starts_with_any_filter("atc_code", [p for ps in groups.values() for p in ps])
     group_of = F.array_compact(
         F.array(
             *[
@@ -92,12 +89,14 @@ def summarise_monthly_ddd(
         F.sum("used").cast("long").alias("n_users"),
     )
 
-    drug_frame = spark.createDataFrame(
-        [(name,) for name in groups], StructType([StructField("drug_group", StringType(), False)])
-    )
-    month_frame = spark.createDataFrame(
-        [(m,) for m in range(-months_before, months_after)],
-        StructType([StructField("month", IntegerType(), False)]),
+    # Every exposure group x drug group x month, zeros included; exploded from literals rather
+    # than joined with frames made on the driver, which would start Python workers.
+    grid = sizes.select(
+        "exposure_group",
+        "n_persons",
+        F.explode(F.array(*[F.lit(name) for name in groups])).alias("drug_group"),
+    ).select(
+        "*", F.explode(F.sequence(F.lit(-months_before), F.lit(months_after - 1))).alias("month")
     )
     n = F.col("n_persons")
     total = F.coalesce(F.col("sum_ddd"), F.lit(0.0))
@@ -105,17 +104,12 @@ def summarise_monthly_ddd(
     # Persons without a dispensing add 0 to both sums, so the sums over users are the sums over
     # the whole group; the clamp absorbs rounding when every person has the same value.
     variance = F.greatest((total_sq - total * total / n) / (n - 1), F.lit(0.0))
-    return (
-        sizes.crossJoin(drug_frame)
-        .crossJoin(month_frame)
-        .join(sums, ["exposure_group", "drug_group", "month"], "left")
-        .select(
-            "exposure_group",
-            "drug_group",
-            "month",
-            F.col("n_persons").cast("long").alias("n_persons"),
-            F.coalesce(F.col("n_users"), F.lit(0)).cast("long").alias("n_users"),
-            (total / n).alias("mean_ddd"),
-            F.when(n >= 2, F.sqrt(variance)).alias("sd_ddd"),
-        )
+    return grid.join(sums, ["exposure_group", "drug_group", "month"], "left").select(
+        "exposure_group",
+        "drug_group",
+        "month",
+        F.col("n_persons").cast("long").alias("n_persons"),
+        F.coalesce(F.col("n_users"), F.lit(0)).cast("long").alias("n_users"),
+        (total / n).alias("mean_ddd"),
+        F.when(n >= 2, F.sqrt(variance)).alias("sd_ddd"),
     )
