@@ -30,7 +30,7 @@ from pyspark.sql.types import (
 from pyspark.testing import assertDataFrameEqual
 
 from rxcohort import io
-from rxcohort.errors import TableExistsError, TableNotFoundError
+from rxcohort.errors import RxCohortError, TableExistsError, TableNotFoundError
 
 ALL_TYPES = StructType(
     [
@@ -421,3 +421,63 @@ def test_overwrite_may_change_columns_but_not_the_partition_layout(spark, tmp_pa
     assert io.read_table(spark, path).collect() == [Row(id=2, year=2014, v="b", w=0.5)]
     assert io.read_table(spark, path, version=0).collect() == [Row(id=1, year=2013, v="a")]
     assert os.path.isdir(path / "_delta_log")
+
+
+def test_staged_files_are_readable_but_invisible_until_committed(spark, tmp_path):
+    path = tmp_path / "t"
+    io.write_table(simple(spark, [(1, 2011, "a")]), path, mode="error", partition_by=["year"])
+    rows = [(2, 2012, "b"), (3, 2013, "c")]
+    staged = io.stage_table(simple(spark, rows), path, partition_by=["year"])
+    # The staged rows, typed as the frame was (partition column included) ...
+    assert staged.frame().schema == io._nullable(SIMPLE)
+    assertDataFrameEqual(staged.frame(), simple(spark, rows))
+    # ... while the table still shows its committed version only.
+    assert io.table_version(path) == 0
+    assertDataFrameEqual(io.read_table(spark, path), simple(spark, [(1, 2011, "a")]))
+    assert staged.commit(mode="append") == 1
+    assertDataFrameEqual(io.read_table(spark, path), simple(spark, [(1, 2011, "a"), *rows]))
+    assert not (path / io.STAGING_DIR).exists()
+    with pytest.raises(RxCohortError, match="already committed"):
+        staged.commit(mode="append")
+
+
+def test_discarded_staged_files_leave_nothing(spark, tmp_path):
+    path = tmp_path / "t"
+    io.write_table(simple(spark, [(1, 2011, "a")]), path, mode="error")
+    staged = io.stage_table(simple(spark, [(2, 2012, "b")]), path)
+    assert any((path / io.STAGING_DIR).rglob("*.parquet"))
+    staged.discard()
+    assert not (path / io.STAGING_DIR).exists()
+    assert io.table_version(path) == 0
+    assert io.table_row_count(path) == 1
+
+
+def test_a_staged_commit_still_refuses_a_new_partition_layout(spark, tmp_path):
+    path = tmp_path / "t"
+    io.write_table(simple(spark, [(1, 2011, "a")]), path, mode="error", partition_by=["year"])
+    staged = io.stage_table(simple(spark, [(2, 2012, "b")]), path)
+    with pytest.raises(RxCohortError, match="partitioned by"):
+        staged.commit(mode="overwrite")
+    # The refused files are gone and the table is as it was.
+    assert not (path / io.STAGING_DIR).exists()
+    assert io.table_version(path) == 0
+
+
+def test_unclustered_partitioned_write_sorts_within_each_task(spark, tmp_path):
+    path = tmp_path / "t"
+    rows = [(i, 2011 + i % 2, f"v{(7 * i) % 10}") for i in range(10)]
+    io.write_table(
+        simple(spark, rows).coalesce(1),
+        path,
+        mode="error",
+        partition_by=["year"],
+        sort_within_partitions=["v"],
+        cluster=False,
+        row_group_bytes=1024 * 1024,
+    )
+    for year in (2011, 2012):
+        files = list((path / f"year={year}").glob("*.parquet"))
+        assert len(files) == 1  # one task, one file per partition value
+        values = pq.read_table(files[0]).column("v").to_pylist()
+        assert values == sorted(values)
+    assertDataFrameEqual(io.read_table(spark, path), simple(spark, rows))
