@@ -481,3 +481,13 @@ def test_unclustered_partitioned_write_sorts_within_each_task(spark, tmp_path):
         values = pq.read_table(files[0]).column("v").to_pylist()
         assert values == sorted(values)
     assertDataFrameEqual(io.read_table(spark, path), simple(spark, rows))
+
+
+def test_a_staged_commit_checks_its_arguments_like_write_table(spark, tmp_path):
+    path = tmp_path / "t"
+    io.write_table(simple(spark, [(1, 2011, "a")]), path, mode="error", partition_by=["year"])
+    staged = io.stage_table(simple(spark, [(2, 2012, "b")]), path, partition_by=["year"])
+    with pytest.raises(ValueError, match="may only name partition columns"):
+        staged.commit(mode="overwrite", replace_where={"v": "b"})
+    assert not (path / io.STAGING_DIR).exists()
+    assert io.table_version(path) == 0

@@ -318,8 +318,9 @@ def write_table(
     file per task), and each task writes its rows as they come. ``row_group_bytes`` sets the
     Parquet row-group size (default 128 MB): smaller groups of sorted rows let readers skip more.
     """
-    _check_write_arguments(df, mode, list(partition_by or []), replace_where)
     partition_by = list(partition_by or [])
+    _check_partition_columns(df.columns, partition_by)
+    _check_mode(mode, partition_by, replace_where)
     # Checked before any file is written, and again by the commit (another writer may come first).
     _check_target(df.schema, path, partition_by, mode, replace_where)
     spark = df.sparkSession
@@ -345,17 +346,17 @@ def write_table(
     return staged.commit(mode=mode, replace_where=replace_where, commit_info=commit_info)
 
 
-def _check_write_arguments(
-    df: DataFrame,
-    mode: WriteMode,
-    partition_by: list[str],
-    replace_where: Mapping[str, Any] | None,
+def _check_partition_columns(columns: Sequence[str], partition_by: list[str]) -> None:
+    missing = [c for c in partition_by if c not in columns]
+    if missing:
+        raise ValueError(f"partition columns {missing} are not in the frame")
+
+
+def _check_mode(
+    mode: WriteMode, partition_by: list[str], replace_where: Mapping[str, Any] | None
 ) -> None:
     if mode not in ("error", "append", "overwrite"):
         raise ValueError(f"mode must be 'error', 'append' or 'overwrite', not {mode!r}")
-    missing = [c for c in partition_by if c not in df.columns]
-    if missing:
-        raise ValueError(f"partition columns {missing} are not in the frame")
     if replace_where:
         if mode != "overwrite":
             raise ValueError("replace_where goes with mode='overwrite'")
@@ -499,6 +500,7 @@ class StagedTable:
     staging: Path
     schema: StructType
     partition_by: list[str]
+    row_group_bytes: int | None = None
     done: bool = False
 
     def frame(self) -> DataFrame:
@@ -523,9 +525,8 @@ class StagedTable:
         """Commit the staged files as one version of the table (see :func:`write_table`)."""
         if self.done:
             raise RxCohortError(f"{_short(self.root)}: staged files were already committed")
-        if mode not in ("error", "append", "overwrite"):
-            raise ValueError(f"mode must be 'error', 'append' or 'overwrite', not {mode!r}")
         try:
+            _check_mode(mode, self.partition_by, replace_where)
             _check_target(self.schema, self.root, self.partition_by, mode, replace_where)
         except Exception:
             self.discard()
@@ -540,6 +541,7 @@ class StagedTable:
                     partition_by=self.partition_by,
                     replace_where=replace_where,
                     commit_info=commit_info,
+                    row_group_bytes=self.row_group_bytes,
                 )
             finally:
                 self.discard()
@@ -575,9 +577,7 @@ def stage_table(
     no Delta reader lists. Layout options as in :func:`write_table`.
     """
     partition_by = list(partition_by or [])
-    missing = [c for c in partition_by if c not in df.columns]
-    if missing:
-        raise ValueError(f"partition columns {missing} are not in the frame")
+    _check_partition_columns(df.columns, partition_by)
     root = Path(path).resolve()
     staging = root / STAGING_DIR / uuid.uuid4().hex
     root.mkdir(parents=True, exist_ok=True)
@@ -592,7 +592,9 @@ def stage_table(
     except Exception:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return StagedTable(df.sparkSession, root, staging, _nullable(df.schema), partition_by)
+    return StagedTable(
+        df.sparkSession, root, staging, _nullable(df.schema), partition_by, row_group_bytes
+    )
 
 
 def commit_staged(
