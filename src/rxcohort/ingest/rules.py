@@ -165,34 +165,9 @@ def _content_hash(columns: list[str]) -> Column:
 
 
 def _mark_duplicates(frame: DataFrame, *, key: str, content: list[str]) -> DataFrame:
-    """Among rows with no reason yet: same key and content -> duplicate (all but the first);
-    same key, different content -> every version quarantined as conflicting_duplicate."""
-    candidate = F.col("reason").isNull()
-    group = Window.partitionBy(F.col(key), candidate)
-    ordered = group.orderBy("source_file", "line_number")
-    content_hash = _content_hash(content)
-    versions_differ = F.min("_content").over(group) != F.max("_content").over(group)
-    flagged = frame.select("*", content_hash.alias("_content")).select(
-        *frame.columns,
-        versions_differ.alias("_differ"),
-        F.row_number().over(ordered).alias("_rank"),
-    )
-    conflicting = candidate & F.col("_differ")
-    duplicate = candidate & ~F.col("_differ") & (F.col("_rank") > 1)
-    others = [c for c in frame.columns if c not in ("reason", "reason_detail")]
-    return flagged.select(
-        *others,
-        F.when(conflicting, F.lit(CONFLICTING_DUPLICATE))
-        .otherwise(F.col("reason"))
-        .alias("reason"),
-        F.when(conflicting, F.lit(key.removeprefix("t_")))
-        .otherwise(F.col("reason_detail"))
-        .alias("reason_detail"),
-        F.when(F.col("reason").isNotNull() | conflicting, F.lit(QUARANTINED))
-        .when(duplicate, F.lit(DUPLICATE))
-        .otherwise(F.lit(CLEAN))
-        .alias("status"),
-    )
+    """Set ``status`` after the duplicate rule (:func:`_duplicate_flags`), kept whole: for the
+    small tables (persons, prescribers), whose plans need no intermediate results written."""
+    return _apply_flags(frame, _duplicate_flags(frame, key=key, content=content, materialise=as_is))
 
 
 # --------------------------------------------------------------------------------------------
