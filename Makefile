@@ -46,3 +46,30 @@ benchmark: $(STAMP) check-java
 
 clean:
 	rm -rf $(VENV) warehouse demo_delivery .pytest_cache
+
+# The Delta Lake JARs of the classic `spark` engine, fetched by Maven here, at install time,
+# so that no run downloads anything (no spark.jars.packages, no Ivy). They go to a directory of
+# their own, with jars.txt (sha256sum format) written last: rxcohort.jars trusts only a
+# directory whose jars.txt matches. Versions are in build/delta-jars/pom.xml. Override the
+# directory with RXCOHORT_JARS_DIR (the same variable rxcohort reads at run time), Maven's
+# options with MVN_ARGS (e.g. `-o` for an offline ~/.m2, `-s settings.xml` for a mirror).
+.PHONY: delta-jars
+RXCOHORT_JARS_DIR ?= $(VENV)/share/rxcohort/jars
+DELTA_POM := build/delta-jars/pom.xml
+DELTA_MANIFEST := $(RXCOHORT_JARS_DIR)/jars.txt
+MVN ?= mvn
+MVN_ARGS ?=
+
+delta-jars: $(DELTA_MANIFEST)
+	@cd '$(RXCOHORT_JARS_DIR)' && sha256sum --quiet --check jars.txt || \
+	  { echo "the Delta JARs in $(RXCOHORT_JARS_DIR) do not match jars.txt: run make -B delta-jars"; exit 1; }
+	@echo "Delta JARs: $$(wc -l < '$(DELTA_MANIFEST)') files in $(RXCOHORT_JARS_DIR)"
+
+$(DELTA_MANIFEST): $(DELTA_POM)
+	@command -v $(MVN) >/dev/null 2>&1 || \
+	  { echo "make delta-jars needs Maven 3.6+: apt-get install maven (or set MVN=/path/to/mvn)"; exit 1; }
+	@mkdir -p '$(RXCOHORT_JARS_DIR)'
+	rm -f '$(RXCOHORT_JARS_DIR)'/*.jar '$(DELTA_MANIFEST)'
+	$(MVN) -q -B -Dstyle.color=never $(MVN_ARGS) -f $(DELTA_POM) dependency:copy-dependencies \
+	  -DincludeScope=runtime -DoutputDirectory='$(abspath $(RXCOHORT_JARS_DIR))'
+	cd '$(RXCOHORT_JARS_DIR)' && LC_ALL=C sha256sum *.jar > jars.txt.tmp && mv jars.txt.tmp jars.txt

@@ -16,11 +16,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def spark():
-    from rxcohort.spark import build_session
+    from rxcohort.spark import build_session, stop_session
 
     session = build_session()
     yield session
-    session.stop()
+    stop_session(session)
 
 
 @pytest.fixture(scope="session")

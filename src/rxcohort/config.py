@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,8 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 ENV_VAR = "RXCOHORT_ENV"
 CONF_DIR_VAR = "RXCOHORT_CONF_DIR"
 WAREHOUSE_VAR = "RXCOHORT_WAREHOUSE"
-BACKEND_VAR = "RXCOHORT_DELTA_BACKEND"
+ENGINE_VAR = "RXCOHORT_ENGINE"
+REMOTE_VAR = "SPARK_REMOTE"
+JARS_VAR = "RXCOHORT_JARS_DIR"
 DEFAULT_ENV = "local"
+ENGINES = ("sail", "spark", "remote")
 
 # Used when no conf/ directory can be found (a wheel installed on a cluster without the repo).
 _BUILTIN_SPARK: dict[str, Any] = {
@@ -57,6 +60,9 @@ class AppSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     warehouse: str = "./warehouse"
+    # sail (embedded, no JVM), spark (classic PySpark + delta-spark) or remote (Spark Connect).
+    engine: Literal["sail", "spark", "remote"] = "sail"
+    remote: str | None = None
     demo: DemoSettings = Field(default_factory=DemoSettings)
 
 
@@ -122,9 +128,38 @@ def app_settings(env: str | None = None) -> AppSettings:
     return AppSettings.model_validate(data)
 
 
-def delta_backend_preference() -> str:
-    """``auto`` (default), ``spark`` or ``rs``: which Delta backend rxcohort.io should use."""
-    value = os.environ.get(BACKEND_VAR, "auto").strip().lower()
-    if value not in {"auto", "spark", "rs"}:
-        raise ValueError(f"{BACKEND_VAR} must be auto, spark or rs, not {value!r}")
-    return value
+def engine_choice(
+    engine: str | None = None, remote: str | None = None, *, env: str | None = None
+) -> tuple[str, str | None]:
+    """The engine and Spark Connect address to use: the option, else the environment
+    (``RXCOHORT_ENGINE``, ``SPARK_REMOTE``), else conf (``engine:``, ``remote:``).
+
+    A ``remote`` address alone (``--remote`` or ``SPARK_REMOTE``) means the remote engine.
+    """
+    settings = app_settings(env)
+    remote = remote or os.environ.get(REMOTE_VAR) or settings.remote
+    chosen = engine or os.environ.get(ENGINE_VAR)
+    if not chosen and submitted_by_spark_submit():
+        chosen = "spark"  # the JVM spark-submit started is the engine
+    if not chosen:
+        chosen = "remote" if (remote and not settings.remote) else settings.engine
+    chosen = chosen.strip().lower()
+    if chosen not in ENGINES:
+        from rxcohort.errors import ConfigError
+
+        raise ConfigError(
+            f"engine must be one of {', '.join(ENGINES)}, not {chosen!r} "
+            f"(--engine or ${ENGINE_VAR})"
+        )
+    return chosen, remote
+
+
+def jars_dir_override() -> str | None:
+    """``$RXCOHORT_JARS_DIR``: where the Delta JARs for the spark engine were put, if set."""
+    return os.environ.get(JARS_VAR) or None
+
+
+def submitted_by_spark_submit() -> bool:
+    """True in a Python driver that ``spark-submit`` started: its JVM is already running and
+    hands the driver the gateway's port."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ

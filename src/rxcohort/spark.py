@@ -1,19 +1,34 @@
-"""The Spark session factory (layered settings in, one configured session out), and small frames
-made on the driver."""
+"""Sessions on three engines (one configured session out), and small frames made on the driver.
+
+Every job is written against the Spark Connect subset of the DataFrame API, so the same code
+runs on each engine; this module is the only one that knows which engine is behind a session.
+
+* ``sail`` (the default): Sail's Spark Connect server, written in Rust, started in this process
+  on a free loopback port and stopped at exit. No JVM; Delta through Sail's own ``format("delta")``.
+* ``spark``: classic PySpark (``local[*]``, or whatever ``spark-submit`` gives), Delta through
+  delta-spark, whose JARs are fetched at install time (``make delta-jars``) and never at run time.
+* ``remote``: any Spark Connect server (``--remote sc://host:port`` or ``SPARK_REMOTE``) that
+  serves ``format("delta")`` (Sail, or Spark with the Delta Connect plugin) and sees the
+  warehouse path as this process does.
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from rxcohort.config import SparkSettings, spark_settings
+from rxcohort.config import SparkSettings, engine_choice, spark_settings, submitted_by_spark_submit
+from rxcohort.errors import RxCohortError
 from rxcohort.log import get_logger
 
 log = get_logger("spark")
@@ -21,18 +36,38 @@ log = get_logger("spark")
 LOG4J_CONF = Path(__file__).resolve().parent / "resources" / "log4j2.properties"
 
 JAVA_HELP = (
-    "Java 17 is required by Spark 4 but was not found; install it "
-    "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless; macOS: brew install openjdk@17) "
-    "or set JAVA_HOME"
+    "Java 17 is required by the spark engine but was not found; install it "
+    "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless; macOS: brew install openjdk@17), "
+    "set JAVA_HOME, or use the embedded engine (--engine sail)"
 )
 
 
 class JavaMissingError(RuntimeError):
-    """Raised when no usable Java runtime is on the machine."""
+    """Raised when the spark engine is asked for and no usable Java runtime is on the machine."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What runs a session's jobs: its name and, for Spark Connect, the server's address."""
+
+    name: str
+    remote: str | None = None
+
+    @property
+    def delta(self) -> str:
+        return {
+            "sail": "Sail format(delta)",
+            "spark": "delta-spark",
+            "remote": "server format(delta)",
+        }[self.name]
+
+
+_ENGINES: dict[int, Engine] = {}
+_SAIL: dict[str, object] = {}
 
 
 def java_version() -> int | None:
-    """Major version of the Java runtime Spark will use, or None when there is none."""
+    """Major version of the Java runtime classic Spark would use, or None when there is none."""
     java_home = os.environ.get("JAVA_HOME")
     java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
     if not java or not os.path.exists(java):
@@ -57,20 +92,133 @@ def check_java() -> None:
 
 
 def build_session(
-    settings: SparkSettings | None = None, *, app_name: str | None = None
+    settings: SparkSettings | None = None,
+    *,
+    engine: str | None = None,
+    remote: str | None = None,
+    app_name: str | None = None,
 ) -> SparkSession:
-    """Return the active session, or build one from ``settings`` (default: the layered config).
+    """A session on the chosen engine (the option, ``$RXCOHORT_ENGINE``, or conf; default sail).
 
-    Under spark-submit an active session or submit-time settings win: the ``cluster`` profile
-    sets nothing, so spark-submit's ``--master`` and memory flags are what count.
+    Under spark-submit the session spark-submit's JVM gives is used, with its own master and
+    memory settings.
     """
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        return active
+    name, address = engine_choice(engine, remote)
     settings = settings or spark_settings()
-    check_java()
-    builder = SparkSession.builder.appName(app_name or settings.app_name)
-    if settings.master and "spark.master" not in _submit_conf():
+    if name == "sail":
+        session = _sail_session(settings)
+        chosen = Engine("sail", _SAIL.get("remote"))  # type: ignore[arg-type]
+    elif name == "remote":
+        if not address:
+            raise RxCohortError(
+                "the remote engine needs a Spark Connect address: --remote sc://host:port "
+                "or SPARK_REMOTE"
+            )
+        session = SparkSession.builder.remote(address).getOrCreate()
+        _set_sql_conf(session, settings)
+        chosen = Engine("remote", address)
+    else:
+        session = _classic_session(settings, app_name=app_name)
+        chosen = Engine("spark")
+    _ENGINES[id(session)] = chosen
+    log.info(
+        "engine: %s (spark %s API), Delta through %s", chosen.name, session.version, chosen.delta
+    )
+    return session
+
+
+def session_engine(spark: SparkSession) -> Engine:
+    """The engine behind ``spark``: as built here, else told apart by the session's kind."""
+    known = _ENGINES.get(id(spark))
+    if known is not None:
+        return known
+    return Engine("remote") if is_connect(spark) else Engine("spark")
+
+
+def is_connect(spark: SparkSession) -> bool:
+    """True for a Spark Connect session (sail, remote), False for classic PySpark."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def stop_session(spark: SparkSession) -> None:
+    """Stop ``spark`` and, for the embedded engine, its in-process server."""
+    engine = _ENGINES.pop(id(spark), None)
+    spark.stop()
+    if engine is not None and engine.name == "sail":
+        _stop_sail()
+
+
+# --------------------------------------------------------------------------------------------
+# sail
+
+
+def _sail_session(settings: SparkSettings) -> SparkSession:
+    if "server" not in _SAIL:
+        _start_sail()
+    session = SparkSession.builder.remote(str(_SAIL["remote"])).getOrCreate()
+    _set_sql_conf(session, settings)
+    return session
+
+
+def _start_sail() -> None:
+    try:
+        from pysail.spark import SparkConnectServer
+    except ImportError as exc:  # pragma: no cover - pysail is a pinned dependency
+        raise RxCohortError(
+            "the sail engine needs the pysail package (pip install pysail)"
+        ) from exc
+    # Sail's server logs every session at INFO on stderr: keep our users' terminal for our lines.
+    os.environ.setdefault("RUST_LOG", "error")
+    # localCheckpoint (the lineage cut of rxcohort.study.build) keeps its files here; Sail's
+    # reader of record batches needs a path, Spark keeps them in memory.
+    checkpoints = tempfile.mkdtemp(prefix="rxcohort-sail-")
+    os.environ["SAIL_EXECUTION__CHECKPOINT__PATH"] = Path(checkpoints).as_uri()
+    server = SparkConnectServer("127.0.0.1", 0)
+    server.start(background=True)
+    host, port = server.listening_address
+    _SAIL.update(server=server, remote=f"sc://{host}:{port}", checkpoints=checkpoints)
+    atexit.register(_stop_sail)
+
+
+def _stop_sail() -> None:
+    server = _SAIL.pop("server", None)
+    if server is not None:
+        server.stop()  # type: ignore[attr-defined]
+    checkpoints = _SAIL.pop("checkpoints", None)
+    if checkpoints:
+        shutil.rmtree(str(checkpoints), ignore_errors=True)
+    _SAIL.pop("remote", None)
+
+
+def _set_sql_conf(session: SparkSession, settings: SparkSettings) -> None:
+    """Apply the session-level SQL settings a Spark Connect server accepts at run time."""
+    for key, value in settings.spark_conf.items():
+        if not key.startswith("spark.sql.") or key in _STATIC_SQL_CONF:
+            continue
+        try:
+            session.conf.set(key, value)
+        except Exception as exc:  # a server may refuse what it does not implement
+            log.debug("engine does not take %s: %s", key, exc)
+
+
+# Static settings (fixed when a JVM starts) cannot be set on a running session.
+_STATIC_SQL_CONF = {"spark.sql.extensions", "spark.sql.catalog.spark_catalog"}
+
+
+# --------------------------------------------------------------------------------------------
+# spark
+
+
+def _classic_session(settings: SparkSettings, *, app_name: str | None) -> SparkSession:
+    from pyspark.sql import SparkSession as ClassicSession
+
+    active = ClassicSession.getActiveSession()
+    if active is not None and not is_connect(active):
+        return active
+    if not submitted_by_spark_submit():
+        check_java()
+    builder = ClassicSession.builder.appName(app_name or settings.app_name)
+    if settings.master and not submitted_by_spark_submit():
         builder = builder.master(settings.master)
     spark_conf = dict(settings.spark_conf)
     if settings.quiet_console:
@@ -79,33 +227,37 @@ def build_session(
         for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
             if "log4j2.configurationFile" not in spark_conf.get(key, ""):
                 spark_conf[key] = f"{spark_conf.get(key, '')} {quiet}".strip()
+    if not submitted_by_spark_submit():
+        from rxcohort.jars import delta_spark_conf
+
+        # The JARs fetched at install time; spark-submit users pass --jars and these settings.
+        spark_conf.update(delta_spark_conf())
     for key, value in spark_conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
-    session.sparkContext.setLogLevel(settings.log_level)
-    log.info(
-        "spark %s session up: master=%s, shuffle partitions=%s",
-        session.version,
-        session.sparkContext.master,
-        session.conf.get("spark.sql.shuffle.partitions"),
-    )
+    extensions = session.conf.get("spark.sql.extensions", "") or ""
+    if "io.delta.sql.DeltaSparkSessionExtension" not in extensions:
+        raise RxCohortError(
+            "the spark engine needs delta-spark: submit with --jars <the Delta JARs> --conf "
+            "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension --conf "
+            "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog "
+            "(see docs/cluster.md)"
+        )
     return session
 
 
-def _submit_conf() -> set[str]:
-    # spark-submit passes its settings to the Python driver through this variable.
-    submit_args = os.environ.get("PYSPARK_SUBMIT_ARGS", "")
-    return {"spark.master"} if "--master" in submit_args else set()
+# --------------------------------------------------------------------------------------------
+# small frames
 
 
 def local_frame(
     spark: SparkSession, rows: Sequence[Sequence[object]], schema: StructType
 ) -> DataFrame:
-    """A small frame of ``rows`` (tuples in ``schema``'s column order), built in the JVM.
+    """A small frame of ``rows`` (tuples in ``schema``'s column order), sent as one Arrow table.
 
-    ``spark.createDataFrame`` on a list ships pickled rows that Python worker processes must
-    unpickle, and starting those workers costs seconds in a job that otherwise takes
-    milliseconds; an Arrow table goes to the JVM as it is. Values are Python values of the
+    ``spark.createDataFrame`` on a list ships pickled rows that classic Spark's Python workers
+    must unpickle, and starting those workers costs seconds in a job that otherwise takes
+    milliseconds; an Arrow table goes to the engine as it is. Values are Python values of the
     column's type (None for null, a naive datetime is UTC, a dict for a map).
     """
     import pyarrow as pa

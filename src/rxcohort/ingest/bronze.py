@@ -1,9 +1,11 @@
 """Delivered files into bronze rows: every value a string as delivered, plus its lineage.
 
-Files are read with Spark's text reader (one record per line, ``.gz`` handled by Hadoop) so
-that every row keeps its line number; the fields are then split with Spark's own CSV parser
-(``from_csv``: ``;`` separator, ``"`` quotes, doubled quotes inside) against an explicit
-all-string schema in the order of the file's header. Nothing is inferred.
+Files are read with the engine's text reader (one record per line, ``.gz`` decompressed) so
+that every row keeps its line number; the fields are then split by :func:`split_fields` (``;``
+separator, ``"`` quotes, doubled quotes inside), written here once in plain column expressions
+rather than with ``from_csv``: engines differ in how their CSV functions treat quotes and a
+wrong number of fields, and the split must give the same fields on every engine. Nothing is
+inferred.
 
 A row whose number of fields differs from the header is kept in bronze with its whole line in
 ``raw_line`` (and ``field_count``), and goes to quarantine as ``wrong_field_count``; the file
@@ -16,13 +18,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import IntegerType, StringType, StructField, StructType
+from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
 from rxcohort.errors import DeliveryError
 from rxcohort.ingest.delivery import CheckedFile
 from rxcohort.schemas import RAW_COLUMNS, bronze_schema
+from rxcohort.spark import local_frame
 
 # Bronze carries two columns beyond schemas.bronze_schema: how many fields the line had, and
 # the whole line when that number was wrong (the parsed columns cannot hold it then).
@@ -31,16 +34,13 @@ BRONZE_EXTRA_FIELDS = [
     StructField("raw_line", StringType(), True),
 ]
 BRONZE_PARTITION_BY = ["source_file"]
-_CSV_OPTIONS = {
-    "sep": ";",
-    "quote": '"',
-    "escape": '"',
-    "mode": "PERMISSIVE",
-    "ignoreLeadingWhiteSpace": "false",
-    "ignoreTrailingWhiteSpace": "false",
-}
-# Separators outside double-quoted stretches; "" inside quotes is an escaped quote.
-_QUOTED = r'"(?:[^"]|"")*"'
+# One field after its separator: a double-quoted stretch ("" inside is an escaped quote, and
+# anything up to the next separator stays with it) or a run of non-separators. Matched against
+# ";" + line, so every match consumes its separator and none is empty.
+_FIELD = r';("(?:[^"]|"")*"[^;]*|[^;]*)'
+# Line numbers come from monotonically_increasing_id: the task (file block) in the upper 31
+# bits, the row's position within the task in the lower 33.
+_ROW_BITS = 33
 
 
 def bronze_table_schema(table: str) -> StructType:
@@ -67,9 +67,16 @@ def read_bronze_rows(
     if len(set(names)) != len(names):
         raise DeliveryError("two delivered files share a file name")
     lines = _numbered_lines(spark, files)
-    lineage = spark.createDataFrame(
+    lineage = local_frame(
+        spark,
         [(f.file.path.name, f.file.name, f.sha256) for f in files],
-        "_file_name string, source_file string, source_sha256 string",
+        StructType(
+            [
+                StructField("_file_name", StringType()),
+                StructField("source_file", StringType()),
+                StructField("source_sha256", StringType()),
+            ]
+        ),
     )
     for table in RAW_COLUMNS:
         mine = [f for f in files if f.file.table == table]
@@ -100,16 +107,24 @@ def read_bronze_rows(
 def _numbered_lines(spark: SparkSession, files: Sequence[CheckedFile]) -> DataFrame:
     """Every line of every file with its 1-based line number within its file.
 
-    A large plain file is split into blocks read by different tasks; within a task the rows of
-    a block get consecutive monotonically_increasing_id values in file order, so a line's number
-    is its position in its block plus the lines of the blocks before it (counted in one pass).
+    Each file is read on its own, so its rows carry its name without the engine's file-metadata
+    columns (not every engine has them). A large plain file is split into blocks read by
+    different tasks; within a task the rows get consecutive monotonically_increasing_id values
+    in file order, so a line's number is its position in its block plus the lines of the blocks
+    before it (counted in one pass).
     """
-    raw = spark.read.text([str(f.file.path) for f in files]).select(
-        F.col("value"),
-        F.col("_metadata.file_name").alias("_file_name"),
-        F.col("_metadata.file_block_start").alias("_block"),
-        F.monotonically_increasing_id().alias("_id"),
-    )
+    parts = [
+        spark.read.text(str(f.file.path)).select(
+            F.col("value"),
+            F.lit(f.file.path.name).alias("_file_name"),
+            F.monotonically_increasing_id().alias("_id"),
+        )
+        for f in files
+    ]
+    raw = parts[0]
+    for part in parts[1:]:
+        raw = raw.unionByName(part)
+    raw = raw.withColumn("_block", F.shiftright(F.col("_id"), _ROW_BITS))
     blocks = (
         raw.groupBy("_file_name", "_block")
         .agg(F.count(F.lit(1)).alias("n"), F.min("_id").alias("first_id"))
@@ -125,11 +140,20 @@ def _numbered_lines(spark: SparkSession, files: Sequence[CheckedFile]) -> DataFr
         seen = counted.get(f.file.path.name, 0)
         if seen != f.lines:
             raise DeliveryError(
-                f"{f.file.relpath}: Spark read {seen} lines but the check counted {f.lines}; "
-                "was the file changed during the ingest?"
+                f"{f.file.relpath}: the engine read {seen} lines but the check counted "
+                f"{f.lines}; was the file changed during the ingest?"
             )
-    offset_frame = spark.createDataFrame(
-        offsets, "_file_name string, _block long, _first_id long, _before long"
+    offset_frame = local_frame(
+        spark,
+        offsets,
+        StructType(
+            [
+                StructField("_file_name", StringType()),
+                StructField("_block", LongType()),
+                StructField("_first_id", LongType()),
+                StructField("_before", LongType()),
+            ]
+        ),
     )
     return (
         raw.join(F.broadcast(offset_frame), ["_file_name", "_block"])
@@ -138,26 +162,48 @@ def _numbered_lines(spark: SparkSession, files: Sequence[CheckedFile]) -> DataFr
     )
 
 
+def split_fields(line: Column) -> Column:
+    """The fields of a ``;``-separated line as an array of strings.
+
+    A field in double quotes loses them and its doubled quotes become one; an empty unquoted
+    field is null, an empty quoted one (``""``) the empty string, as a CSV reader gives them.
+    Lines without a quote (nearly all) are split directly.
+    """
+    quoted = F.regexp_extract_all(F.concat(F.lit(";"), line), F.lit(_FIELD), 1)
+    plain = F.split(line, ";", -1)
+    raw = F.when(line.contains('"'), quoted).otherwise(plain)
+
+    def unquote(field: Column) -> Column:
+        is_quoted = field.startswith('"') & field.endswith('"') & (F.length(field) >= 2)
+        inner = F.regexp_replace(F.regexp_extract(field, r'^"(.*)"$', 1), '""', '"')
+        return F.when(is_quoted, inner).when(field != "", field)
+
+    return F.transform(raw, unquote)
+
+
 def _parse_group(lines: DataFrame, *, header: tuple[str, ...], table: str) -> DataFrame:
-    """Split the data lines of files sharing one header into the table's raw columns."""
+    """Split the data lines of files sharing one header into the table's raw columns.
+
+    A line with fewer fields than the header fills the first columns; extra fields are dropped
+    (the whole line is kept in ``raw_line`` either way).
+    """
     expected = len(header)
-    schema = ", ".join(f"`{name}` STRING" for name in header)
-    # Quoted stretches may hold separators; most lines have no quote and skip the regex.
-    value = F.col("value")
-    unquoted = F.when(value.contains('"'), F.regexp_replace(value, _QUOTED, "")).otherwise(value)
-    field_count = F.size(F.split(unquoted, ";", -1))
+    position = {name: i for i, name in enumerate(header)}
     data = lines.where((F.col("line_number") > 1) & (F.trim(F.col("value")) != ""))
-    parsed = data.select(
+    fields = data.select(
+        "_file_name",
+        "line_number",
+        F.col("value"),
+        split_fields(F.col("value")).alias("_fields"),
+    )
+    field_count = F.size(F.col("_fields"))
+    return fields.select(
         "_file_name",
         "line_number",
         field_count.cast("int").alias("field_count"),
         F.when(field_count != expected, F.col("value")).alias("raw_line"),
-        F.from_csv(F.col("value"), schema, _CSV_OPTIONS).alias("_fields"),
-    )
-    return parsed.select(
-        "_file_name",
-        "line_number",
-        "field_count",
-        "raw_line",
-        *[F.col(f"_fields.`{c}`").alias(c) for c in RAW_COLUMNS[table]],
+        *[
+            F.when(field_count > position[c], F.col("_fields")[position[c]]).alias(c)
+            for c in RAW_COLUMNS[table]
+        ],
     )

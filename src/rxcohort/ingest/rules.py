@@ -129,7 +129,9 @@ def _integer(column: str) -> Column:
 
 
 def _date(column: str) -> Column:
-    return F.when(_s(column).rlike(_ISO_DATE), F.try_to_date(_s(column), "yyyy-MM-dd"))
+    # The pattern admits only YYYY-MM-DD, so a cast is the same parse on every engine; try_cast
+    # makes an impossible day (2013-02-30) null rather than an error.
+    return F.when(_s(column).rlike(_ISO_DATE), _s(column).try_cast("date"))
 
 
 def _unparseable(column: str) -> Column:

@@ -1,0 +1,56 @@
+"""The one storage module: every Delta Lake read and write in rxcohort goes through here, and
+it is the only place that knows how each engine reaches Delta.
+
+* Data is read and written by the engine's own Delta support, ``format("delta")``: Sail's
+  native Delta reader and writer on the embedded engine, delta-spark on classic Spark, the
+  server's Delta support on a Spark Connect server. One call, one commit, one version.
+* Metadata - existence, versions, history, schemas, row counts from the log - comes from the
+  ``deltalake`` package (delta-rs), which reads the log without starting any engine; analysts'
+  tools (polars, DuckDB) open the same tables.
+* Staged writes (:func:`stage_table`) are written by the engine as plain Parquet into a private
+  directory inside the table, validated there, and committed by moving those very files into the
+  table in one ``deltalake`` transaction (see :mod:`rxcohort.io.staged` for why).
+
+Every table is a standard Delta table with history and time travel. A crash between writing
+files and committing leaves the table as it was: files no commit names are invisible to every
+reader, and :func:`remove_uncommitted_files` deletes them later. Tables live on a file system
+this process sees (local disk or a mount), for every engine.
+"""
+
+from __future__ import annotations
+
+from rxcohort.io.staged import (
+    STAGING_DIR,
+    StagedTable,
+    commit_staged,
+    remove_uncommitted_files,
+    stage_table,
+)
+from rxcohort.io.tables import (
+    WriteMode,
+    partition_columns,
+    read_table,
+    table_exists,
+    table_history,
+    table_row_count,
+    table_schema,
+    table_version,
+    write_table,
+)
+
+__all__ = [
+    "STAGING_DIR",
+    "StagedTable",
+    "WriteMode",
+    "commit_staged",
+    "partition_columns",
+    "read_table",
+    "remove_uncommitted_files",
+    "stage_table",
+    "table_exists",
+    "table_history",
+    "table_row_count",
+    "table_schema",
+    "table_version",
+    "write_table",
+]
