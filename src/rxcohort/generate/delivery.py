@@ -304,7 +304,7 @@ def _write_sorted(
     lines: DataFrame, parts_dir: Path, out: Path, rel: str, head: str, gzip: bool
 ) -> FileInfo:
     lines.orderBy("sort_key", "line").select("line").write.text(str(parts_dir))
-    return _concatenate(sorted(parts_dir.glob("part-*")), out, rel, head, gzip)
+    return _concatenate(text_parts(parts_dir), out, rel, head, gzip)
 
 
 def _write_dispensings(
@@ -325,7 +325,7 @@ def _write_dispensings(
     )
     return [
         _concatenate(
-            sorted((parts_dir / f"year={year}").glob("part-*")),
+            text_parts(parts_dir / f"year={year}"),
             out,
             f"dispensings/dispensings_{year}{suffix}",
             header(DISPENSINGS_COLUMNS),
@@ -333,6 +333,29 @@ def _write_dispensings(
         )
         for year in range(plan.start.year, plan.end.year + 1)
     ]
+
+
+def text_parts(directory: Path) -> list[Path]:
+    """The data files an engine's text writer left in ``directory``, in the order it wrote them.
+
+    Each engine names them its own way: Spark ``part-00000-<uuid>-c000.txt``, Sail
+    ``<id>_0.txt``; both number them in the order of the written partitions.
+    """
+    if not directory.is_dir():
+        return []
+
+    def number(path: Path) -> int:
+        spark = re.match(r"part-(\d+)", path.name)
+        sail = re.search(r"_(\d+)\.[a-z]+$", path.name)
+        match = spark or sail
+        return int(match.group(1)) if match else 0
+
+    files = [
+        p
+        for p in directory.iterdir()
+        if p.is_file() and not p.name.startswith(("_", ".")) and not p.name.endswith(".crc")
+    ]
+    return sorted(files, key=lambda p: (number(p), p.name))
 
 
 def _concatenate(parts: list[Path], out: Path, rel: str, head: str, gzip: bool) -> FileInfo:

@@ -275,7 +275,7 @@ def generate_population(
         idx * F.lit(plan.slot_multiplier) + F.lit(_offset(seed, "slot", plan.persons)),
         F.lit(plan.persons),
     )
-    df = spark.range(plan.persons).select(F.col("id").alias("idx"), slot.alias("slot"))
+    df = spark.range(plan.persons).select(F.col("id").alias("idx")).withColumn("slot", slot)
     df = with_uniforms(df, seed, ["idx"], _PERSON_DRAWS)
     n_special = plan.n_naltrexone + plan.n_ldn_early
     special = F.col("slot") < n_special
