@@ -46,8 +46,9 @@ YEAR_FILE = re.compile(r"dispensings_(\d{4})\.csv(\.gz)?")
 # dates that are real days). The regular expressions keep DuckDB's casts from accepting more
 # than the contract does ('1_000', '2013-2-3'); NaN and infinities are not numbers.
 MACROS = r"""
-CREATE MACRO txt(x) AS
-    nullif(trim(x, chr(32) || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)), '');
+CREATE MACRO txt(x) AS nullif(CASE  -- trim only what needs it: trim() is slow
+    WHEN regexp_matches(x, '^[ \t\n\x0b\f\r]|[ \t\n\x0b\f\r]$')
+    THEN trim(x, chr(32) || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)) ELSE x END, '');
 CREATE MACRO num(x) AS CASE
     WHEN regexp_full_match(x, '[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?')
          AND isfinite(TRY_CAST(x AS DOUBLE)) THEN TRY_CAST(x AS DOUBLE) END;
@@ -71,71 +72,60 @@ CREATE MACRO fields(line) AS CASE
     END;
 """
 
-# One-row rules, in the order of docs/ingest.md "Quarantine reason codes": a row gets the
-# first that applies. Columns here are trimmed text (empty = null) and t_* typed values.
-PERSONS_TYPED = """
-SELECT source_file, line_number, field_count, person_id,
-       whole(sex) AS t_sex, whole(birth_year) AS t_birth_year,
-       day(death_date) AS t_death_date, day(emigration_date) AS t_emigration_date, county,
-       CASE
-         WHEN field_count <> 6 THEN 'wrong_field_count'
-         WHEN person_id IS NULL THEN 'missing_required_field'
-         WHEN bad(death_date, t_death_date) OR bad(emigration_date, t_emigration_date)
-              THEN 'unparseable_date'
-         -- sex and birth_year must be integers
-         WHEN bad(sex, t_sex) OR bad(birth_year, t_birth_year) THEN 'unparseable_number'
-         WHEN t_sex NOT IN (1, 2) THEN 'invalid_value'
-       END AS reason
-FROM trimmed_persons
-"""
+# Typed values (t_*) beside the trimmed text: CONTRACT §1 types, docs/ingest.md "The layers"
+# (ATC and reimbursement codes upper-case, profession, specialty, reimbursement lower-case).
+TYPES = {
+    "persons": """whole(sex) AS t_sex, whole(birth_year) AS t_birth_year,
+        day(death_date) AS t_death_date, day(emigration_date) AS t_emigration_date""",
+    "prescribers": "lower(profession) AS t_profession, lower(specialty) AS t_specialty",
+    "dispensings": """day(dispense_date) AS t_dispense_date, upper(atc_code) AS t_atc_code,
+        CASE magistral WHEN '1' THEN true WHEN '0' THEN false END AS t_magistral,
+        num(strength_mg) AS t_strength_mg, num(units_per_pack) AS t_units_per_pack,
+        num(packs) AS t_packs, num(ddd_per_pack) AS t_ddd_per_pack,
+        lower(reimbursement) AS t_reimbursement, upper(reimbursement_code) AS t_reimbursement_code
+        """,
+}
 
-PRESCRIBERS_TYPED = """
-SELECT source_file, line_number, field_count, prescriber_id,
-       lower(profession) AS t_profession, lower(specialty) AS t_specialty,
-       CASE
-         WHEN field_count <> 3 THEN 'wrong_field_count'
-         WHEN prescriber_id IS NULL THEN 'missing_required_field'
-         WHEN t_profession NOT IN ('physician', 'dentist', 'nurse', 'other')
-              THEN 'invalid_value'
-       END AS reason
-FROM trimmed_prescribers
-"""
+# The one-row rules, in the order of docs/ingest.md "Quarantine reason codes": a row gets
+# the first reason that applies. A null test is no hit: empty optional fields are not errors.
+CHECKS = {
+    "persons": """CASE
+        WHEN field_count <> 6 THEN 'wrong_field_count'
+        WHEN person_id IS NULL THEN 'missing_required_field'
+        WHEN bad(death_date, t_death_date) OR bad(emigration_date, t_emigration_date)
+             THEN 'unparseable_date'
+        -- sex and birth_year must be integers
+        WHEN bad(sex, t_sex) OR bad(birth_year, t_birth_year) THEN 'unparseable_number'
+        WHEN t_sex NOT IN (1, 2) THEN 'invalid_value'
+        END""",
+    "prescribers": """CASE
+        WHEN field_count <> 3 THEN 'wrong_field_count'
+        WHEN prescriber_id IS NULL THEN 'missing_required_field'
+        WHEN t_profession NOT IN ('physician', 'dentist', 'nurse', 'other') THEN 'invalid_value'
+        END""",
+    "dispensings": """CASE
+        WHEN field_count <> 14 THEN 'wrong_field_count'
+        WHEN dispensing_id IS NULL OR person_id IS NULL OR dispense_date IS NULL
+             OR atc_code IS NULL OR packs IS NULL THEN 'missing_required_field'
+        WHEN t_dispense_date IS NULL THEN 'unparseable_date'
+        WHEN bad(strength_mg, t_strength_mg) OR bad(units_per_pack, t_units_per_pack)
+             OR bad(packs, t_packs) OR bad(ddd_per_pack, t_ddd_per_pack)
+             THEN 'unparseable_number'
+        WHEN bad(magistral, t_magistral) OR t_reimbursement NOT IN ('blue', 'white', 'h')
+             OR t_strength_mg < 0 OR t_ddd_per_pack < 0 OR t_units_per_pack <= 0
+             THEN 'invalid_value'
+        WHEN NOT regexp_full_match(t_atc_code, '[A-Z][0-9]{2}[A-Z]{2}[0-9]{2}')
+             THEN 'malformed_atc'
+        WHEN year(t_dispense_date) <> file_year THEN 'date_outside_file_year'
+        WHEN t_dispense_date NOT BETWEEN getvariable('period_start')
+                                     AND getvariable('period_end') THEN 'date_outside_period'
+        WHEN t_packs = 0 THEN 'zero_packs'
+        -- known persons: the clean persons (a person whose rows are all quarantined is not)
+        WHEN person_id NOT IN (SELECT person_id FROM classified_persons WHERE status <> 'q')
+             THEN 'unknown_person'
+        END""",
+}
 
-DISPENSINGS_TYPED = """
-SELECT source_file, line_number, field_count, file_year, dispensing_id, person_id,
-       day(dispense_date) AS t_dispense_date, upper(atc_code) AS t_atc_code, product_id,
-       product_name,
-       CASE magistral WHEN '1' THEN true WHEN '0' THEN false END AS t_magistral,
-       num(strength_mg) AS t_strength_mg, num(units_per_pack) AS t_units_per_pack,
-       num(packs) AS t_packs, num(ddd_per_pack) AS t_ddd_per_pack, prescriber_id,
-       lower(reimbursement) AS t_reimbursement,
-       upper(reimbursement_code) AS t_reimbursement_code,
-       CASE
-         WHEN field_count <> 14 THEN 'wrong_field_count'
-         WHEN dispensing_id IS NULL OR person_id IS NULL OR dispense_date IS NULL
-              OR atc_code IS NULL OR packs IS NULL THEN 'missing_required_field'
-         WHEN t_dispense_date IS NULL THEN 'unparseable_date'
-         WHEN bad(strength_mg, t_strength_mg) OR bad(units_per_pack, t_units_per_pack)
-              OR bad(packs, t_packs) OR bad(ddd_per_pack, t_ddd_per_pack)
-              THEN 'unparseable_number'
-         -- coded values outside the contract; empty optional codes are not errors
-         WHEN bad(magistral, t_magistral) OR t_reimbursement NOT IN ('blue', 'white', 'h')
-              OR t_strength_mg < 0 OR t_ddd_per_pack < 0 OR t_units_per_pack <= 0
-              THEN 'invalid_value'
-         WHEN NOT regexp_full_match(t_atc_code, '[A-Z][0-9]{2}[A-Z]{2}[0-9]{2}')
-              THEN 'malformed_atc'
-         WHEN year(t_dispense_date) <> file_year THEN 'date_outside_file_year'
-         WHEN t_dispense_date NOT BETWEEN $period_start AND $period_end
-              THEN 'date_outside_period'
-         WHEN t_packs = 0 THEN 'zero_packs'
-         -- known persons: the clean persons (a person whose every row is quarantined is not)
-         WHEN person_id NOT IN (SELECT person_id FROM classified_persons WHERE status <> 'q')
-              THEN 'unknown_person'
-       END AS reason
-FROM trimmed_dispensings
-"""
-
-TYPED = {"persons": PERSONS_TYPED, "prescribers": PRESCRIBERS_TYPED, "dispensings": DISPENSINGS_TYPED}
 # What "the same content after normalisation" compares (every typed column but the key).
 CONTENT = {
     "persons": "t_sex, t_birth_year, t_death_date, t_emigration_date, county",
@@ -145,48 +135,60 @@ CONTENT = {
     "t_reimbursement, t_reimbursement_code",
 }
 
-# Duplicates, among the rows no one-row rule rejected: a key with more than one content is a
-# conflicting_duplicate in every version; identical copies keep the first by (file, line) and
-# drop the others (status 'd'). Status: 'c' clean, 'd' duplicate, 'q' quarantined.
-CLASSIFIED = """
-WITH repeated AS (
-    SELECT {key}, count(DISTINCT ({content})) > 1 AS conflicting
-    FROM typed_{table} WHERE reason IS NULL GROUP BY {key} HAVING count(*) > 1
+# Each rule adds verdicts, (file, line) -> status 'q' (quarantined) or 'd' (duplicate) with
+# a reason, for rows that no earlier rule judged; a row without a verdict is clean ('c').
+CLASSIFY = """
+CREATE TEMP TABLE verdicts_{table} AS
+SELECT source_file, line_number, 'q' AS status, reason
+FROM (SELECT source_file, line_number, {checks} AS reason FROM typed_{table})
+WHERE reason IS NOT NULL;
+
+CREATE TEMP VIEW classified_{table} AS
+SELECT t.*, coalesce(v.status, 'c') AS status, v.reason
+FROM typed_{table} t LEFT JOIN verdicts_{table} v USING (source_file, line_number);
+
+-- Duplicates, among the rows still clean: a key with more than one content is a
+-- conflicting_duplicate in every version; of identical copies the first by (file, line)
+-- stays and the others are removed. Only the rows of keys seen more than once are compared.
+INSERT INTO verdicts_{table}
+WITH suspects AS (
+    SELECT * FROM classified_{table}
+    WHERE status = 'c' AND {key} IN (SELECT {key} FROM classified_{table}
+                                     WHERE status = 'c' GROUP BY ALL HAVING count(*) > 1)
+), compared AS (
+    SELECT source_file, line_number,
+           count(DISTINCT ({content})) OVER (PARTITION BY {key}) > 1 AS conflicting,
+           row_number() OVER (PARTITION BY {key} ORDER BY source_file, line_number) AS copy
+    FROM suspects
 )
-SELECT t.* EXCLUDE (reason),
-       CASE WHEN t.reason IS NULL AND r.conflicting THEN 'conflicting_duplicate'
-            ELSE t.reason END AS reason,
-       CASE WHEN t.reason IS NOT NULL OR r.conflicting THEN 'q'
-            WHEN r.{key} IS NOT NULL AND row_number() OVER (
-                 PARTITION BY t.{key}, t.reason IS NULL
-                 ORDER BY t.source_file, t.line_number) > 1 THEN 'd'
-            ELSE 'c' END AS status
-FROM typed_{table} t LEFT JOIN repeated r ON t.reason IS NULL AND r.{key} = t.{key}
+SELECT source_file, line_number, CASE WHEN conflicting THEN 'q' ELSE 'd' END,
+       CASE WHEN conflicting THEN 'conflicting_duplicate' END
+FROM compared WHERE conflicting OR copy > 1;
 """
 
 # Returns (packs < 0) net against the clean rows of the same product (person, ATC code,
 # product_id) dated in the 14 days up to the return, the return's own day included
 # (RETURN_WINDOW_DAYS: [date - 14, date]). No dispensing there: unmatched_return; the returns
 # there (this one included) add up to more packs than were dispensed there:
-# return_exceeds_dispensed. Both are judged on the clean rows before either verdict.
+# return_exceeds_dispensed. Every return is judged on the rows clean before this rule.
 RETURNS = """
-CREATE TEMP TABLE return_verdicts AS
-SELECT r.source_file, r.line_number,
-       CASE WHEN coalesce(sum(d.t_packs) FILTER (d.t_packs > 0), 0) <= 0
-                 THEN 'unmatched_return'
-            WHEN coalesce(sum(-d.t_packs) FILTER (d.t_packs < 0), 0)
-                 > coalesce(sum(d.t_packs) FILTER (d.t_packs > 0), 0) + 1e-9
-                 THEN 'return_exceeds_dispensed' END AS reason
-FROM classified_dispensings r
-JOIN classified_dispensings d
-  ON d.status = 'c' AND d.person_id = r.person_id AND d.t_atc_code = r.t_atc_code
- AND d.product_id IS NOT DISTINCT FROM r.product_id
- AND d.t_dispense_date BETWEEN r.t_dispense_date - 14 AND r.t_dispense_date
-WHERE r.status = 'c' AND r.t_packs < 0
-GROUP BY ALL;
-UPDATE classified_dispensings c SET status = 'q', reason = v.reason
-FROM return_verdicts v
-WHERE v.reason IS NOT NULL AND c.source_file = v.source_file AND c.line_number = v.line_number;
+INSERT INTO verdicts_dispensings
+WITH clean AS (SELECT * FROM classified_dispensings WHERE status = 'c'),
+judged AS (
+    SELECT r.source_file, r.line_number,
+           coalesce(sum(d.t_packs) FILTER (d.t_packs > 0), 0) AS dispensed,
+           coalesce(sum(-d.t_packs) FILTER (d.t_packs < 0), 0) AS returned
+    FROM clean r
+    JOIN clean d
+      ON d.person_id = r.person_id AND d.t_atc_code = r.t_atc_code
+     AND d.product_id IS NOT DISTINCT FROM r.product_id
+     AND d.t_dispense_date BETWEEN r.t_dispense_date - 14 AND r.t_dispense_date
+    WHERE r.t_packs < 0
+    GROUP BY ALL
+)
+SELECT source_file, line_number, 'q',
+       CASE WHEN dispensed <= 0 THEN 'unmatched_return' ELSE 'return_exceeds_dispensed' END
+FROM judged WHERE dispensed <= 0 OR returned > dispensed + 1e-9;
 """
 
 # DDD (docs/ingest.md "DDD"): packs * ddd_per_pack from the registry, else computed from the
@@ -222,11 +224,17 @@ def delivery_files(delivery: Path) -> list[tuple[str, str, Path, int | None]]:
     """(table, source_file, path, file year) of every contract file; source_file drops .gz."""
     files = []
     for table in ("persons", "prescribers"):
-        found = [p for p in (delivery / f"{table}.csv", delivery / f"{table}.csv.gz") if p.is_file()]
+        found = [
+            p for p in (delivery / f"{table}.csv", delivery / f"{table}.csv.gz") if p.is_file()
+        ]
         if len(found) != 1:
             raise SystemExit(f"{delivery}: expected one {table}.csv or {table}.csv.gz")
         files.append((table, f"{table}.csv", found[0], None))
+    if not (delivery / "dispensings").is_dir():
+        raise SystemExit(f"{delivery}: no dispensings/ directory")
     for path in sorted((delivery / "dispensings").iterdir()):
+        if path.name.startswith("."):
+            continue
         match = YEAR_FILE.fullmatch(path.name)
         if not match:
             raise SystemExit(f"dispensings/{path.name}: not a dispensings_<YYYY>.csv file")
@@ -258,17 +266,18 @@ def read_sql(table: str, files: list[tuple[str, str, Path, int | None]]) -> str:
     parts = []
     for _, source, path, year in (f for f in files if f[0] == table):
         names = header(table, path)
-        picks = ", ".join(f"f[{names.index(c) + 1}] AS {c}" for c in COLUMNS[table])
+        picks = ", ".join(f"nullif(f[{names.index(c) + 1}], '') AS {c}" for c in COLUMNS[table])
         lines = (
             f"read_csv('{sql_path(path)}', header = false, columns = {{'line': 'VARCHAR'}}, delim = '', "
             "quote = '', escape = '', auto_detect = false, strict_mode = false) WITH ORDINALITY"
         )
+        # MATERIALIZED: split each line once, not once per column picked from it.
         parts.append(
+            f"(WITH split AS MATERIALIZED (SELECT ordinality AS line_number, fields(line) AS f "
+            # Lines with nothing but spaces are not rows.
+            f"FROM {lines} WHERE line_number > 1 AND regexp_matches(line, '[^ ]')) "
             f"SELECT '{source}' AS source_file, {year or 'NULL'}::INTEGER AS file_year, "
-            f"line_number, len(f) AS field_count, {picks} "
-            f"FROM (SELECT ordinality AS line_number, fields(line) AS f, line FROM {lines}) "
-            # Lines with nothing but spaces are not rows (counted as blank lines).
-            "WHERE line_number > 1 AND coalesce(trim(line, ' '), '') <> ''"
+            f"line_number, len(f) AS field_count, {picks} FROM split)"
         )
     return "\nUNION ALL\n".join(parts)
 
@@ -285,6 +294,9 @@ def ingest(delivery: Path, out: Path, *, threads: int | None = None) -> dict:
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.execute(MACROS)
+    # The delivery period (for date_outside_period).
+    con.execute(f"SET VARIABLE period_start = DATE '{start}'")
+    con.execute(f"SET VARIABLE period_end = DATE '{end}'")
     steps: dict[str, float] = {}
     mark = time.perf_counter()
 
@@ -297,15 +309,17 @@ def ingest(delivery: Path, out: Path, *, threads: int | None = None) -> dict:
     for table in ("persons", "prescribers", "dispensings"):
         # Raw rows, every value a string as delivered, with file and line number.
         con.execute(f"CREATE TEMP TABLE bronze_{table} AS {read_sql(table, files)}")
+        # Trimmed text (empty as null) and typed values; MATERIALIZED: each trimmed once.
         trimmed = ", ".join(f"txt({c}) AS {c}" for c in COLUMNS[table])
         con.execute(
-            f"CREATE TEMP VIEW trimmed_{table} AS SELECT source_file, file_year, line_number, "
-            f"field_count, {trimmed} FROM bronze_{table}"
+            f"CREATE TEMP TABLE typed_{table} AS WITH s AS MATERIALIZED (SELECT source_file, "
+            f"file_year, line_number, field_count, {trimmed} FROM bronze_{table}) "
+            f"SELECT *, {TYPES[table]} FROM s"
         )
-        params = {"period_start": start, "period_end": end} if table == "dispensings" else {}
-        con.execute(f"CREATE TEMP TABLE typed_{table} AS {TYPED[table]}", params)
-        classified = CLASSIFIED.format(table=table, key=KEYS[table], content=CONTENT[table])
-        con.execute(f"CREATE TEMP TABLE classified_{table} AS {classified}")
+        sql = CLASSIFY.format(
+            table=table, key=KEYS[table], content=CONTENT[table], checks=CHECKS[table]
+        )
+        con.execute(sql)
         step(f"{table}: read and classify")
     con.execute(RETURNS)
     step("dispensings: returns")
@@ -338,8 +352,10 @@ def ingest(delivery: Path, out: Path, *, threads: int | None = None) -> dict:
             f"SELECT reason, count(*) FROM classified_{table} WHERE status = 'q' "
             "GROUP BY reason ORDER BY reason"
         ).fetchall()
-        # The invariant: rows read = clean + quarantined + duplicates.
-        assert rows == clean + quarantined + duplicates, table
+        # The invariant: rows read = clean + quarantined + duplicates, each row judged once.
+        (read,) = con.execute(f"SELECT count(*) FROM bronze_{table}").fetchone()
+        if read != rows or rows != clean + quarantined + duplicates:
+            raise RuntimeError(f"{table}: {read} rows read but {rows} classified (a bug)")
         result[table] = {
             "rows": rows,
             "clean": clean,
@@ -347,12 +363,13 @@ def ingest(delivery: Path, out: Path, *, threads: int | None = None) -> dict:
             "duplicates": duplicates,
             "reasons": dict(reasons),
         }
+    (threads_used,) = con.execute("SELECT current_setting('threads')").fetchone()
     con.close()
     return {
         "delivery": str(delivery),
         "out": str(out),
         "period": [str(start), str(end)],
-        "threads": threads,
+        "threads": threads_used,
         "seconds": round(time.perf_counter() - began, 3),
         "steps": steps,
         "tables": result,

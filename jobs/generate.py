@@ -27,10 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--defects", type=float, default=0.0)
     parser.add_argument("--ldn-rate", type=float, default=0.003)
     parser.add_argument("--gzip", action="store_true")
+    parser.add_argument("--engine", choices=("sail", "spark", "remote"), default=None)
+    parser.add_argument("--remote", default=None, help="Spark Connect address (engine remote)")
     args = parser.parse_args(argv)
     try:
         result = generate_delivery(
-            build_session(app_name="rxcohort-generate"),
+            build_session(engine=args.engine, remote=args.remote, app_name="rxcohort-generate"),
             args.out_dir,
             persons=args.persons,
             seed=args.seed,

@@ -18,6 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("delivery_dir", help="the delivery directory (CONTRACT section 1)")
     parser.add_argument("--warehouse", default=None, help="warehouse directory")
     parser.add_argument(
+        "--engine",
+        choices=("sail", "spark", "remote"),
+        default=None,
+        help="engine (default under spark-submit: spark; else $RXCOHORT_ENGINE or conf)",
+    )
+    parser.add_argument("--remote", default=None, help="Spark Connect address (engine remote)")
+    parser.add_argument(
         "--expectations",
         default=None,
         help="directory of the expectation suites (default: the checkout's expectations/)",
@@ -30,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from rxcohort.spark import build_session
 
     warehouse = args.warehouse or app_settings().warehouse
-    spark = build_session(app_name="rxcohort-ingest")
+    spark = build_session(engine=args.engine, remote=args.remote, app_name="rxcohort-ingest")
     try:
         result = ingest_delivery(
             spark,

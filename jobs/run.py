@@ -17,6 +17,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run.py", description=__doc__.splitlines()[0])
     parser.add_argument("study_file", help="a study file (cohorts/*.yaml)")
     parser.add_argument("--warehouse", default=None, help="warehouse directory")
+    parser.add_argument(
+        "--engine",
+        choices=("sail", "spark", "remote"),
+        default=None,
+        help="engine (default under spark-submit: spark; else $RXCOHORT_ENGINE or conf)",
+    )
+    parser.add_argument("--remote", default=None, help="Spark Connect address (engine remote)")
     parser.add_argument("--as-of", default=None, help="rebuild a past run from its input versions")
     args = parser.parse_args(argv)
 
@@ -34,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from rxcohort.study import run_study
 
     warehouse = args.warehouse or app_settings().warehouse
-    spark = build_session(app_name="rxcohort-run")
+    spark = build_session(engine=args.engine, remote=args.remote, app_name="rxcohort-run")
     try:
         result = run_study(
             spark,

@@ -39,16 +39,44 @@ WarehouseOpt = Annotated[
 ]
 
 
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        "-e",
+        help="sail (embedded, the default), spark (classic Spark + delta-spark) or remote "
+        "(a Spark Connect server); default $RXCOHORT_ENGINE or conf.",
+        show_default=False,
+    ),
+]
+RemoteOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--remote",
+        help="Spark Connect address for --engine remote, e.g. sc://host:15002 ($SPARK_REMOTE).",
+        show_default=False,
+    ),
+]
+
+
 def _warehouse(value: Path | None) -> Path:
     from rxcohort.config import app_settings
 
     return value if value is not None else Path(app_settings().warehouse)
 
 
-def _spark():
+def _spark(engine: str | None = None, remote: str | None = None):
+    """The session, started only after the cheap checks of the command have passed."""
     from rxcohort.spark import build_session
 
-    return build_session()
+    return build_session(engine=engine, remote=remote)
+
+
+def _check_engine(engine: str | None, remote: str | None) -> None:
+    # A mistyped engine is reported with the other cheap checks, before anything starts.
+    from rxcohort.config import engine_choice
+
+    engine_choice(engine, remote)
 
 
 def print_summary(title: str, rows: list[tuple[str, str]]) -> None:
@@ -94,17 +122,21 @@ def generate(
             "raise it to enrich a small population).",
         ),
     ] = 0.003,
+    engine: EngineOpt = None,
+    remote: RemoteOpt = None,
 ) -> None:
     """Write a synthetic NorPD-like delivery (CONTRACT §1) with truth.json beside it."""
     from rxcohort.generate import generate_delivery
 
+    first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
+    _check_engine(engine, remote)
     result = generate_delivery(
-        _spark(),
+        _spark(engine, remote),
         out_dir,
         persons=persons,
         seed=seed,
-        start=_parse_date(start, "--start"),
-        end=_parse_date(end, "--end"),
+        start=first,
+        end=last,
         defects=defects,
         gzip=gzip,
         ldn_rate=ldn_rate,
@@ -116,12 +148,17 @@ def generate(
 def ingest(
     delivery_dir: Annotated[Path, typer.Argument(help="The delivery directory (CONTRACT §1).")],
     warehouse: WarehouseOpt = None,
+    engine: EngineOpt = None,
+    remote: RemoteOpt = None,
 ) -> None:
     """Load a delivery into bronze, silver and quarantine, gated by the quality suites. Safe to repeat."""
     from rxcohort.ingest import ingest_delivery
+    from rxcohort.preflight import check_delivery
 
+    check_delivery(delivery_dir)
+    _check_engine(engine, remote)
     result = ingest_delivery(
-        _spark(), delivery_dir, warehouse=_warehouse(warehouse), progress=_progress
+        _spark(engine, remote), delivery_dir, warehouse=_warehouse(warehouse), progress=_progress
     )
     print_summary(f"Ingested {delivery_dir}", result.summary_rows())
 
@@ -144,13 +181,20 @@ def run(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Rebuild a past run from its input versions.")
     ] = None,
+    engine: EngineOpt = None,
+    remote: RemoteOpt = None,
 ) -> None:
     """Build the study's cohort, outcomes, statistics, persistence and report."""
+    from rxcohort.preflight import check_run_id, check_warehouse
     from rxcohort.study import load_study, run_study
 
-    load_study(study_file)  # a wrong study file fails here, before Spark starts
+    study = load_study(study_file)  # a wrong study file fails here, before any engine starts
+    root = check_warehouse(_warehouse(warehouse), inputs=True)
+    if as_of is not None:
+        check_run_id(root, study.study_id, as_of)
+    _check_engine(engine, remote)
     result = run_study(
-        _spark(), study_file, warehouse=_warehouse(warehouse), as_of=as_of, progress=_progress
+        _spark(engine, remote), study_file, warehouse=root, as_of=as_of, progress=_progress
     )
     print_summary(f"Study {result.study_id}", result.summary_rows())
 
@@ -159,12 +203,16 @@ def run(
 def demo(
     warehouse: WarehouseOpt = None,
     persons: Annotated[int | None, typer.Option(help="Persons in the synthetic delivery.")] = None,
+    engine: EngineOpt = None,
+    remote: RemoteOpt = None,
 ) -> None:
     """Generate a synthetic delivery, ingest it and run the reference study."""
-    from rxcohort.demo import run_demo
+    from rxcohort.demo import reference_study_path, run_demo
 
+    reference_study_path(_demo_study())  # found before any engine starts
+    _check_engine(engine, remote)
     run_demo(
-        _spark(),
+        _spark(engine, remote),
         warehouse=_warehouse(warehouse),
         persons=persons,
         progress=_progress,
@@ -177,11 +225,18 @@ def export(
     study_id: Annotated[str, typer.Argument(help="Study id (the study file name without .yaml).")],
     out: Annotated[Path, typer.Option("--out", help="Directory for the CSV files.")],
     warehouse: WarehouseOpt = None,
+    engine: EngineOpt = None,
+    remote: RemoteOpt = None,
 ) -> None:
     """Write the study's result tables as CSV, person counts 1-4 masked as <5."""
     from rxcohort.export import export_study
+    from rxcohort.preflight import check_study_tables
 
-    written = export_study(_spark(), study_id, out=out, warehouse=_warehouse(warehouse))
+    check_study_tables(_warehouse(warehouse), study_id)
+    _check_engine(engine, remote)
+    written = export_study(
+        _spark(engine, remote), study_id, out=out, warehouse=_warehouse(warehouse)
+    )
     print_summary(f"Exported {study_id}", [(p.name, "written") for p in written])
 
 
@@ -189,11 +244,16 @@ def export(
 def report(
     study_id: Annotated[str, typer.Argument(help="Study id (the study file name without .yaml).")],
     warehouse: WarehouseOpt = None,
+    engine: EngineOpt = None,
+    remote: RemoteOpt = None,
 ) -> None:
     """Rebuild the study's HTML report (studies/<study_id>/report.html) from its tables."""
+    from rxcohort.preflight import check_study_tables
     from rxcohort.report import build_report
 
-    path = build_report(_spark(), warehouse=_warehouse(warehouse), study_id=study_id)
+    check_study_tables(_warehouse(warehouse), study_id)
+    _check_engine(engine, remote)
+    path = build_report(_spark(engine, remote), warehouse=_warehouse(warehouse), study_id=study_id)
     print_summary(f"Report {study_id}", [("report", str(path))])
 
 
@@ -207,11 +267,25 @@ def sql(
         Path | None, typer.Option("--out", help="Write the result to .csv or .parquet instead.")
     ] = None,
     limit: Annotated[int, typer.Option(help="Rows to print.")] = 50,
+    engine: EngineOpt = None,
+    remote: RemoteOpt = None,
 ) -> None:
     """Run Spark SQL over the warehouse tables (silver.dispensings, <study_id>.cohort, ...)."""
     from rxcohort.analyst import run_sql
+    from rxcohort.preflight import check_warehouse
 
-    run_sql(_spark(), query, warehouse=_warehouse(warehouse), out=out, limit=limit, console=console)
+    check_warehouse(_warehouse(warehouse))
+    if out is not None and out.suffix.lower() not in (".csv", ".parquet"):
+        raise RxCohortError(f"--out must end in .csv or .parquet, not {out.name}")
+    _check_engine(engine, remote)
+    run_sql(
+        _spark(engine, remote),
+        query,
+        warehouse=_warehouse(warehouse),
+        out=out,
+        limit=limit,
+        console=console,
+    )
 
 
 @app.command()
@@ -233,6 +307,12 @@ def history(
     from rxcohort.analyst import show_history
 
     show_history(_warehouse(warehouse), table, console=console)
+
+
+def _demo_study() -> str:
+    from rxcohort.config import app_settings
+
+    return app_settings().demo.study
 
 
 def _progress(message: str) -> None:

@@ -30,6 +30,8 @@ _BUILTIN_SPARK: dict[str, Any] = {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.sql.legacy.timeParserPolicy": "CORRECTED",
+        "spark.sql.ansi.enabled": "false",
+        "spark.sql.legacy.sizeOfNull": "false",
     },
 }
 

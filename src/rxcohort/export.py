@@ -8,21 +8,20 @@ whatever else the study directory holds.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pandas as pd
 from pyspark.sql import SparkSession
 
 from rxcohort import io
-from rxcohort.errors import ConfigError, TableNotFoundError
+from rxcohort.errors import TableNotFoundError
 from rxcohort.log import get_logger
+from rxcohort.preflight import check_study_id
 from rxcohort.privacy import EXPORTABLE_TABLES, MASKING_RULES, mask_small_counts, masked_counts
 from rxcohort.stats.its import ITS_PARAMETERS
 
 log = get_logger("export")
 
-_STUDY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def export_study(
@@ -36,8 +35,7 @@ def export_study(
     file is written beside its final name and renamed into place, so a reader never sees
     half a file. Raises TableNotFoundError when the study has no result table.
     """
-    if not _STUDY_ID.match(study_id):
-        raise ConfigError(f"study id {study_id!r} must be a file name (letters, digits, _ . -)")
+    check_study_id(study_id)
     study_dir = Path(warehouse) / "studies" / study_id
     present = [t for t in EXPORTABLE_TABLES if io.table_exists(study_dir / t)]
     if not present:

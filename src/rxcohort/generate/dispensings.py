@@ -29,6 +29,7 @@ from rxcohort.generate import catalogue as cat
 from rxcohort.generate.population import PopulationPlan, PrescriberPlan, day_number
 from rxcohort.generate.rand import (
     cumulative,
+    item,
     local_table,
     pick_from_array,
     uniform,
@@ -166,7 +167,7 @@ def regimen_table(spark: SparkSession, *, kind: str, prescribers: PrescriberPlan
 
 def _level(persons_sex: Column, band: str = "band") -> Column:
     """A regimen's level for a person: by age band, sex, LDN use and condition."""
-    base = F.element_at(F.col("lvl"), F.col(band) + 1)
+    base = item(F.col("lvl"), F.col(band) + 1)
     sex = F.when(persons_sex == 2, F.col("female")).otherwise(F.col("male"))
     ldn = F.when(F.col("ldn_start").isNotNull(), F.col("ldn")).otherwise(F.lit(1.0))
     cond = (
@@ -183,9 +184,9 @@ def _level(persons_sex: Column, band: str = "band") -> Column:
 def _pool_prescriber(u_pool: Column, u_member: Column, u_own: Column) -> tuple[Column, Column]:
     """(prescriber index, is-GP flag) drawn from a regimen's weighted prescriber pools."""
     i = pick_from_array(u_pool, F.col("pool_cum")) + 1
-    is_gp = F.element_at(F.col("pool_gp"), i)
-    member = F.element_at(F.col("pool_off"), i) + F.floor(
-        u_member * F.element_at(F.col("pool_cnt"), i)
+    is_gp = item(F.col("pool_gp"), i)
+    member = item(F.col("pool_off"), i) + F.floor(
+        u_member * item(F.col("pool_cnt"), i)
     ).cast("long")
     # Most of what a GP prescribes comes from the person's own regular GP.
     presc = F.when(is_gp & (u_own < 0.9), F.col("gp_idx")).otherwise(member)
@@ -297,17 +298,17 @@ def generate_chronic(persons: DataFrame, regimens: DataFrame, *, seed: int) -> D
 
     df = df.withColumn("choice", pick_from_array(u("product"), F.col("prod_cum")) + 1)
     choice = F.col("choice")
-    lo, hi = F.element_at(F.col("p_lo"), choice), F.element_at(F.col("p_hi"), choice)
+    lo, hi = item(F.col("p_lo"), choice), item(F.col("p_hi"), choice)
     per_day = lo + (hi - lo) * u("per_day")
     packs = F.when(u("packs") < 0.08, F.lit(2)).otherwise(F.lit(1))
     gap = F.greatest(
         F.lit(7.0),
-        F.element_at(F.col("p_units"), choice) * packs / per_day * (F.lit(1.0) + 0.3 * u("adh")),
+        item(F.col("p_units"), choice) * packs / per_day * (F.lit(1.0) + 0.3 * u("adh")),
     )
     presc, from_gp = _pool_prescriber(u("pool"), u("member"), u("own"))
     df = df.withColumns(
         {
-            "prod": F.element_at(F.col("prods"), choice),
+            "prod": item(F.col("prods"), choice),
             "packs": packs,
             "gap": gap,
             "main_presc": presc,
@@ -378,7 +379,7 @@ def generate_occasional(persons: DataFrame, regimens: DataFrame, *, seed: int) -
         {
             "src": code,
             "day": (F.col("obs_start") + F.floor(u("day") * obs_days)).cast("int"),
-            "prod": F.element_at(F.col("prods"), choice),
+            "prod": item(F.col("prods"), choice),
             "packs": F.when(u("packs") < 0.1, F.lit(2)).otherwise(F.lit(1)),
             "presc": _null_prescriber(F.col("_presc"), u("no_presc")),
             "reimb": reimb,
@@ -555,14 +556,14 @@ def generate_ldn_opioids(persons: DataFrame, *, seed: int) -> DataFrame:
     arr = _product_arrays(cat.LDN_OPIOID_REGULAR_PRODUCTS)
     choice = pick_from_array(u("ldn_op_product"), arr["cum"]) + 1
     per_day = (
-        F.element_at(arr["lo"], choice)
-        + (F.element_at(arr["hi"], choice) - F.element_at(arr["lo"], choice))
+        item(arr["lo"], choice)
+        + (item(arr["hi"], choice) - item(arr["lo"], choice))
         * u("ldn_op_per_day")
         * cat.LDN_OPIOID_DOSE_FACTOR
     )
-    gap = F.element_at(arr["units"], choice) / per_day * (F.lit(1.0) + 0.25 * u("ldn_op_adh"))
+    gap = item(arr["units"], choice) / per_day * (F.lit(1.0) + 0.25 * u("ldn_op_adh"))
     reg = base.where(F.col("ldn_opioid_type") == 1).withColumns(
-        {"prod": F.element_at(arr["prods"], choice), "gap": F.greatest(F.lit(7.0), gap)}
+        {"prod": item(arr["prods"], choice), "gap": F.greatest(F.lit(7.0), gap)}
     )
     reg = reg.withColumn(
         "first", (F.col("obs_start") + F.floor(u("ldn_op_phase") * F.col("gap"))).cast("int")
@@ -599,7 +600,7 @@ def generate_ldn_opioids(persons: DataFrame, *, seed: int) -> DataFrame:
         {
             "src": F.lit(cat.LDN_OPIOID_FLARE_CODE),
             "day": (F.col("obs_start") + F.floor(u("ldn_fl_day", k) * obs_days)).cast("int"),
-            "prod": F.element_at(arr["prods"], choice),
+            "prod": item(arr["prods"], choice),
             "packs": F.lit(1),
             "presc": _null_prescriber(own_gp, u("ldn_fl_no_presc", k)),
             "reimb": F.lit("white"),
@@ -656,10 +657,12 @@ def apply_effects(events: DataFrame, *, seed: int) -> DataFrame:
     """
     t = F.col("day") - F.col("ldn_start")
     ramp = F.col("ldn_ramp_days")
-    full = F.element_at(F.col("reductions"), F.col("ldn_class")) / (F.lit(1.0) - ramp / 730.0)
+    full = item(F.col("reductions"), F.col("ldn_class")) / (F.lit(1.0) - ramp / 730.0)
     reduction = F.when(
         F.col("ldn_start").isNotNull() & (t >= 0),
-        F.least(F.lit(1.0), full) * F.least(F.lit(1.0), t / ramp),
+        # A zero ramp is a full effect at once; the division is guarded rather than left to the
+        # branch, because engines may evaluate both branches of a CASE.
+        F.least(F.lit(1.0), full) * F.least(F.lit(1.0), t / F.when(ramp > 0, ramp)),
     ).otherwise(F.lit(0.0))
     keep = uniform(seed, "effect", F.col("idx"), F.col("src"), F.col("k")) >= reduction
     return events.where(keep)

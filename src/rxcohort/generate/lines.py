@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from rxcohort.generate import catalogue as cat
 from rxcohort.generate.population import as_date, person_id, prescriber_id
-from rxcohort.generate.rand import pick, uniform
+from rxcohort.generate.rand import item, pick, uniform
 from rxcohort.schemas import DISPENSINGS_COLUMNS, PERSONS_COLUMNS, PRESCRIBERS_COLUMNS
 
 SEP = ";"
@@ -106,7 +106,7 @@ def dispensing_lines(
         u("defect_variant").alias("u_variant"),
     )
     if defect_rate > 0:
-        kind = F.element_at(
+        kind = item(
             F.array(*[F.lit(n) for n in DEFECT_NAMES]),
             pick(F.col("u_kind"), [w for _, w in cat.DEFECT_KINDS]) + 1,
         )

@@ -15,7 +15,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from rxcohort.generate import catalogue as cat
-from rxcohort.generate.rand import pick, with_uniforms
+from rxcohort.generate.rand import item, pick, with_uniforms
 
 EPOCH = date(1970, 1, 1)
 MAX_PERSONS = 100_000_000  # dispensing ids and pseudonyms are bijections on fixed ranges
@@ -291,7 +291,7 @@ def generate_population(
     age_start = F.when(special, F.lit(25.0) + F.lit(40.0) * u("age_in")).otherwise(
         F.col("age_group") * F.lit(5.0) + F.lit(5.0) * u("age_in")
     )
-    female = u("sex") < F.element_at(female_by_group, F.col("age_group") + 1)
+    female = u("sex") < item(female_by_group, F.col("age_group") + 1)
     birth_day = F.when(
         F.col("born_in_period"), F.lit(start_day) + F.floor(u("birth_day") * period_days)
     ).otherwise(F.lit(start_day) - F.ceil(age_start * 365.25))
@@ -353,7 +353,7 @@ def generate_population(
         return out
 
     county_codes = F.array(*[F.lit(c) for c, _ in cat.COUNTIES])
-    county = F.element_at(county_codes, pick(u("county"), [w for _, w in cat.COUNTIES]) + 1)
+    county = item(county_codes, pick(u("county"), [w for _, w in cat.COUNTIES]) + 1)
     gp = prescribers.pool("gp")
     z = F.sqrt(F.lit(-2.0) * F.log(u("frailty1"))) * F.cos(F.lit(2 * math.pi) * u("frailty2"))
     df = df.withColumns(
@@ -425,14 +425,14 @@ def _add_ldn(df: DataFrame, *, plan: PopulationPlan, prescribers: PrescriberPlan
         }
     )
     month = F.col("_month")
-    start = F.element_at(F.array(*map(F.lit, firsts)), month + 1) + F.floor(
-        u("ldn_day") * F.element_at(F.array(*map(F.lit, lengths)), month + 1)
+    start = item(F.array(*map(F.lit, firsts)), month + 1) + F.floor(
+        u("ldn_day") * item(F.array(*map(F.lit, lengths)), month + 1)
     )
     adherence = F.lit(cat.LDN_ADHERENCE[0]) + F.lit(cat.LDN_ADHERENCE[1]) * u("ldn_adherence")
     df = df.withColumns(
         {
             "_start": start.cast("int"),
-            "ldn_gap": F.round(F.element_at(units, F.col("ldn_units_pos") + 1) * adherence).cast(
+            "ldn_gap": F.round(item(units, F.col("ldn_units_pos") + 1) * adherence).cast(
                 "int"
             ),
         }
@@ -457,7 +457,7 @@ def _add_ldn(df: DataFrame, *, plan: PopulationPlan, prescribers: PrescriberPlan
         .otherwise(F.lit(0))
     )
     indications = F.array(*[F.lit(n) for n, _ in cat.LDN_INDICATIONS])
-    indication = F.element_at(
+    indication = item(
         indications, pick(u("ldn_indication"), [w for _, w in cat.LDN_INDICATIONS]) + 1
     )
     reimb = u("ldn_reimbursement")

@@ -65,6 +65,17 @@ def pick(u: Column, weights: Sequence[float]) -> Column:
     return last if expr is None else expr.otherwise(last)
 
 
+def item(array: Column, index: Column | int) -> Column:
+    """``array``'s element at the 1-based ``index``; null for an index outside the array.
+
+    Only rows a filter or a CASE already excludes ever have such an index, but engines may
+    evaluate an expression on those rows too (Sail does), and element_at refuses index 0
+    where ``get`` gives null.
+    """
+    position = F.lit(index) if isinstance(index, int) else index
+    return F.get(array, position - 1)
+
+
 def pick_from_array(u: Column, cumulative: Column) -> Column:
     """Index (0-based int) drawn by ``u`` from a per-row array of cumulative weights in (0, 1]."""
     return F.size(F.filter(cumulative, lambda c: c <= u))

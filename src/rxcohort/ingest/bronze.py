@@ -15,7 +15,7 @@ as a whole is fine. Lines with nothing but spaces are not rows: they are counted
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -34,6 +34,8 @@ BRONZE_EXTRA_FIELDS = [
     StructField("raw_line", StringType(), True),
 ]
 BRONZE_PARTITION_BY = ["source_file"]
+# Writes a frame to scratch and reads it back: (frame, name) -> the frame as written.
+Materialise = Callable[[DataFrame, str], DataFrame]
 # One field after its separator: a double-quoted stretch ("" inside is an escaped quote, and
 # anything up to the next separator stays with it) or a run of non-separators. Matched against
 # ";" + line, so every match consumes its separator and none is empty.
@@ -54,11 +56,13 @@ def read_bronze_rows(
     *,
     load_id: str,
     load_time: datetime,
+    materialise: Materialise,
 ) -> dict[str, DataFrame]:
     """The rows of ``files`` as bronze rows with lineage, one frame per table.
 
-    All files are read in one pass. Raises DeliveryError when Spark counts a different number
-    of lines than the check did (the file changed while it was being ingested).
+    The files' lines are read once and kept by ``materialise`` (a frame written to scratch and
+    read back). Raises DeliveryError when the engine counts a different number of lines than
+    the check did (the file changed while it was being ingested).
     """
     frames = {table: spark.createDataFrame([], bronze_table_schema(table)) for table in RAW_COLUMNS}
     if not files:
@@ -66,7 +70,7 @@ def read_bronze_rows(
     names = [f.file.path.name for f in files]
     if len(set(names)) != len(names):
         raise DeliveryError("two delivered files share a file name")
-    lines = _numbered_lines(spark, files)
+    lines = _numbered_lines(spark, files, materialise)
     lineage = local_frame(
         spark,
         [(f.file.path.name, f.file.name, f.sha256) for f in files],
@@ -104,14 +108,18 @@ def read_bronze_rows(
     return frames
 
 
-def _numbered_lines(spark: SparkSession, files: Sequence[CheckedFile]) -> DataFrame:
+def _numbered_lines(
+    spark: SparkSession, files: Sequence[CheckedFile], materialise: Materialise
+) -> DataFrame:
     """Every line of every file with its 1-based line number within its file.
 
     Each file is read on its own, so its rows carry its name without the engine's file-metadata
     columns (not every engine has them). A large plain file is split into blocks read by
     different tasks; within a task the rows get consecutive monotonically_increasing_id values
     in file order, so a line's number is its position in its block plus the lines of the blocks
-    before it (counted in one pass).
+    before it (counted in one pass). The ids depend on how the engine plans the read - a filter
+    on the file name may drop other files' tasks and renumber the rest - so the lines and their
+    ids are materialised once, and counted and numbered from that one copy.
     """
     parts = [
         spark.read.text(str(f.file.path)).select(
@@ -124,7 +132,9 @@ def _numbered_lines(spark: SparkSession, files: Sequence[CheckedFile]) -> DataFr
     raw = parts[0]
     for part in parts[1:]:
         raw = raw.unionByName(part)
-    raw = raw.withColumn("_block", F.shiftright(F.col("_id"), _ROW_BITS))
+    raw = materialise(
+        raw.withColumn("_block", F.shiftright(F.col("_id"), _ROW_BITS)), "delivered_lines"
+    )
     blocks = (
         raw.groupBy("_file_name", "_block")
         .agg(F.count(F.lit(1)).alias("n"), F.min("_id").alias("first_id"))

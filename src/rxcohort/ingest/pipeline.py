@@ -317,7 +317,13 @@ class _IngestRun:
         rebuild["dispensings"] = True
 
         self.say(f"reading {len(self.changed)} new or changed file(s)")
-        read = read_bronze_rows(spark, self.changed, load_id=self.load_id, load_time=self.load_time)
+        read = read_bronze_rows(
+            spark,
+            self.changed,
+            load_id=self.load_id,
+            load_time=self.load_time,
+            materialise=self._materialise,
+        )
         staged_bronze: dict[str, io.StagedTable] = {}
         new_rows: dict[str, DataFrame] = {}
         for table in TABLES:

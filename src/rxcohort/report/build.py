@@ -8,7 +8,6 @@ before anything is collected; the result tables are small and collected as they 
 from __future__ import annotations
 
 import os
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from pyspark.sql import functions as F
 from rxcohort import io
 from rxcohort.errors import ConfigError, TableNotFoundError
 from rxcohort.log import get_logger
+from rxcohort.preflight import check_study_tables
 from rxcohort.report import summaries
 from rxcohort.report.html import render_page
 from rxcohort.report.plotdata import dose_bins, histogram_table
@@ -46,7 +46,6 @@ PERSON_TABLES = ("cohort", "consumption", "persistence", "dose")
 DOSE_COLUMN = "mean_daily_dose_mg"
 DOSE_BIN_WIDTH = 0.5
 DOSE_BIN_UPPER = 5.0
-_STUDY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def build_report(
@@ -65,13 +64,7 @@ def build_report(
     succeeded run in the ``runs`` table is used. Every section whose tables are missing says so;
     the report is only refused when the study has no tables at all.
     """
-    if not _STUDY_ID.match(study_id):
-        raise ConfigError(f"study id {study_id!r} must be a file name (letters, digits, _ . -)")
-    study_dir = Path(warehouse) / "studies" / study_id
-    if not study_dir.is_dir() or not any(io.table_exists(p) for p in study_dir.iterdir()):
-        raise TableNotFoundError(
-            f"study {study_id} has no tables in {Path(warehouse) / 'studies'}; run the study first"
-        )
+    study_dir = check_study_tables(warehouse, study_id)
     data = collect_report_data(
         spark, warehouse=Path(warehouse), study_id=study_id, study=study, run=run
     )
