@@ -10,6 +10,9 @@ warehouse's silver and quarantine tables and its time with ``rxcohort ingest``.
 Not done here (the Spark ingest does it, so this is a lower bound on the work): SHA-256 and
 manifest checks, bronze and Delta tables, quality suites, the report, re-delivery. Only the
 header is checked: a file whose header does not name the contract's columns stops the run.
+Lines are read with DuckDB's CSV reader as one column (no separator, no quotes) and numbered
+WITH ORDINALITY; a file must end its lines all with LF or all with CR LF (in a file that
+mixes them, DuckDB reads each CR LF as two lines, which shifts the line numbers).
 
     python benchmarks/ingest_duckdb.py DELIVERY --out DIR [--threads N]
 """
@@ -268,8 +271,9 @@ def read_sql(table: str, files: list[tuple[str, str, Path, int | None]]) -> str:
         names = header(table, path)
         picks = ", ".join(f"nullif(f[{names.index(c) + 1}], '') AS {c}" for c in COLUMNS[table])
         lines = (
-            f"read_csv('{sql_path(path)}', header = false, columns = {{'line': 'VARCHAR'}}, delim = '', "
-            "quote = '', escape = '', auto_detect = false, strict_mode = false) WITH ORDINALITY"
+            f"read_csv('{sql_path(path)}', header = false, columns = {{'line': 'VARCHAR'}}, "
+            "delim = '', quote = '', escape = '', auto_detect = false, strict_mode = false) "
+            "WITH ORDINALITY"
         )
         # MATERIALIZED: split each line once, not once per column picked from it.
         parts.append(

@@ -22,6 +22,7 @@ from pyspark.sql.types import (
 )
 
 from rxcohort import analyst, config, io
+from rxcohort.errors import ConfigError
 from rxcohort.spark import JavaMissingError, check_java, local_frame
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,10 +56,29 @@ def test_warehouse_from_environment(monkeypatch):
     assert config.app_settings().warehouse == "/data/wh"
 
 
-def test_bad_backend_setting_is_refused(monkeypatch):
-    monkeypatch.setenv("RXCOHORT_DELTA_BACKEND", "maven")
-    with pytest.raises(ValueError, match="auto, spark or rs"):
-        config.delta_backend_preference()
+def test_bad_engine_setting_is_refused(monkeypatch):
+    monkeypatch.setenv("RXCOHORT_ENGINE", "flink")
+    with pytest.raises(ConfigError, match="engine must be one of sail, spark, remote"):
+        config.engine_choice()
+
+
+def test_engine_comes_from_option_then_environment_then_conf(monkeypatch):
+    monkeypatch.delenv("RXCOHORT_ENGINE", raising=False)
+    monkeypatch.delenv("SPARK_REMOTE", raising=False)
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    assert config.engine_choice() == ("sail", None)
+    monkeypatch.setenv("RXCOHORT_ENGINE", "spark")
+    assert config.engine_choice() == ("spark", None)
+    assert config.engine_choice("sail") == ("sail", None)
+    monkeypatch.delenv("RXCOHORT_ENGINE")
+    # An address alone means a Spark Connect server.
+    monkeypatch.setenv("SPARK_REMOTE", "sc://db:15002")
+    assert config.engine_choice() == ("remote", "sc://db:15002")
+    assert config.engine_choice(remote="sc://other:1") == ("remote", "sc://other:1")
+    # Under spark-submit the JVM that started the driver is the engine.
+    monkeypatch.delenv("SPARK_REMOTE")
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "4040")
+    assert config.engine_choice() == ("spark", None)
 
 
 def test_missing_java_is_one_clear_line(monkeypatch, tmp_path):
@@ -67,10 +87,26 @@ def test_missing_java_is_one_clear_line(monkeypatch, tmp_path):
         check_java()
 
 
-def test_cli_without_java_exits_non_zero_with_one_line(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "JAVA_HOME": str(tmp_path / "no-java"), "RXCOHORT_ENV": "test"}
+def test_cli_without_java_runs_on_the_embedded_engine_and_says_so_for_spark(tmp_path):
+    # No java on PATH and a JAVA_HOME that holds none: the default engine needs no JVM.
+    env = {
+        "PATH": str(Path(sys.executable).parent),
+        "JAVA_HOME": str(tmp_path / "no-java"),
+        "RXCOHORT_ENV": "test",
+        "HOME": str(tmp_path),
+    }
+    command = [sys.executable, "-m", "rxcohort.cli", "sql", "SELECT 41 + 1 AS answer"]
     proc = subprocess.run(
-        [sys.executable, "-m", "rxcohort.cli", "sql", "SELECT 1", "--warehouse", str(tmp_path)],
+        [*command, "--warehouse", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "42" in proc.stdout
+    proc = subprocess.run(
+        [*command, "--warehouse", str(tmp_path), "--engine", "spark"],
         capture_output=True,
         text=True,
         env=env,
@@ -78,7 +114,7 @@ def test_cli_without_java_exits_non_zero_with_one_line(tmp_path):
     )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Java 17" in lines[0]
+    assert len(lines) == 1 and "Java 17" in lines[0] and "--engine sail" in lines[0]
 
 
 def test_cli_help_lists_every_contract_command():

@@ -81,7 +81,9 @@ def rewrite_query(query: str, tables: list[WarehouseTable]) -> str:
 def sql_frame(spark: SparkSession, query: str, *, warehouse: Path) -> DataFrame:
     tables = register_views(spark, warehouse)
     try:
-        return spark.sql(rewrite_query(query, tables))
+        frame = spark.sql(rewrite_query(query, tables))
+        frame.schema  # a Spark Connect query is analysed only when asked: ask now
+        return frame
     except (
         Exception
     ) as exc:  # Spark's analysis errors: keep the first line, which names the problem

@@ -76,6 +76,10 @@ REASONS: dict[str, tuple[str, ...]] = {
 
 ATC_REGEX = r"^[A-Z][0-9]{2}[A-Z]{2}[0-9]{2}$"
 _ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# What the contract calls a decimal: '.' as decimal mark, an optional exponent. Checked before
+# the cast, so that no engine's own number syntax (Java's 1d, 0x1p3) decides what parses.
+_DECIMAL = r"^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$"
+_INTEGER = r"^[+-]?[0-9]+$"
 SEX_CODES = (1, 2)
 PROFESSIONS = ("physician", "dentist", "nurse", "other")
 REIMBURSEMENTS = ("blue", "white", "h")
@@ -120,12 +124,12 @@ def _s(column: str) -> Column:
 
 def _number(column: str) -> Column:
     """A finite double with '.' as decimal mark, else null."""
-    value = _s(column).try_cast("double")
+    value = F.when(_s(column).rlike(_DECIMAL), _s(column).try_cast("double"))
     return F.when(~F.isnan(value) & (F.abs(value) != F.lit(float("inf"))), value)
 
 
 def _integer(column: str) -> Column:
-    return _s(column).try_cast("int")
+    return F.when(_s(column).rlike(_INTEGER), _s(column).try_cast("int"))
 
 
 def _date(column: str) -> Column:

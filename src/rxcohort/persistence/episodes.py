@@ -167,14 +167,15 @@ def generate_episodes(dispensings: DataFrame, *, grace_days: int) -> DataFrame:
         "episode_start",
         "last_dispense_date",
         "episode_end",
-        (F.datediff("episode_end", "episode_start") + 1).alias("duration_days"),
+        # datediff is an int on Spark, a long on Sail: the table has one type on every engine.
+        (F.datediff("episode_end", "episode_start") + 1).cast("int").alias("duration_days"),
         "n_dispensings",
         F.transform("_sorted", lambda s: s["dispensing_id"]).alias("dispensing_ids"),
         "total_units",
         "total_mg",
         "supply_days",
         "carried_over_days",
-        F.datediff("last_dispense_date", "episode_start").alias("refill_interval_days"),
+        F.datediff("last_dispense_date", "episode_start").cast("int").alias("refill_interval_days"),
         "refill_interval_units",
         "refill_interval_mg",
     )
