@@ -234,7 +234,16 @@ def _classic_session(settings: SparkSettings, *, app_name: str | None) -> SparkS
         spark_conf.update(delta_spark_conf())
     for key, value in spark_conf.items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    # PySpark's builder turns into a Spark Connect client while SPARK_REMOTE is set, and its
+    # functions build Connect columns while SPARK_CONNECT_MODE_ENABLED is (a parent process
+    # that used Connect leaves it behind): neither belongs to a classic session.
+    os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+    remote = os.environ.pop("SPARK_REMOTE", None)
+    try:
+        session = builder.getOrCreate()
+    finally:
+        if remote is not None:
+            os.environ["SPARK_REMOTE"] = remote
     extensions = session.conf.get("spark.sql.extensions", "") or ""
     if "io.delta.sql.DeltaSparkSessionExtension" not in extensions:
         raise RxCohortError(
