@@ -9,13 +9,17 @@ time, each in its own process (a cold JVM, as a user's command gets):
   and consumption are written (from the run's progress messages), "full" adds statistics,
   persistence and the report;
 * ``duckdb`` - the same study as plain DuckDB SQL over the same Parquet files
-  (``reference_duckdb.py``), whose attrition and group results must equal the study's.
+  (``reference_duckdb.py``), whose attrition and group results must equal the study's;
+* ``duckdb_ingest`` - the ingest's typing, classification, duplicate and return rules as plain
+  DuckDB SQL on the same delivery (``ingest_duckdb.py``), whose clean / quarantined / duplicate
+  counts must equal the warehouse's.
 
-Peak memory is the largest summed RSS of the stage's process tree (Python driver + JVM).
-See benchmarks/README.md.
+``--engine`` (sail, spark or remote) picks the engine of the rxcohort stages; each engine gets
+its own warehouse. Peak memory is the largest summed RSS of the stage's process tree (Python
+driver, with the embedded engine inside it, or driver + JVM). See benchmarks/README.md.
 
-    RXCOHORT_ENV=local .venv/bin/python benchmarks/run.py --persons 100000 --persons 300000
-    .venv/bin/python benchmarks/run.py --delivery /data/norpd_1m     # an existing delivery
+    RXCOHORT_ENV=local .venv/bin/python benchmarks/run.py --persons 100000 --engine sail
+    .venv/bin/python benchmarks/run.py --delivery /data/norpd_1m --engine spark
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_STUDY = ROOT / "cohorts" / "ldn_opioids_2013.yaml"
 RESULT_TAG = "BENCH_RESULT "
-STAGES = ("generate", "ingest", "scan", "study", "duckdb")
+STAGES = ("generate", "ingest", "scan", "study", "duckdb", "duckdb_ingest")
 REL_TOL = 1e-6
 
 
@@ -277,12 +281,25 @@ def worker_duckdb(ns: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def worker_duckdb_ingest(ns: argparse.Namespace) -> dict[str, Any]:
+    sys.path.insert(0, str(HERE))
+    from ingest_duckdb import ingest
+
+    out = Path(ns.warehouse).parent / "duckdb_ingest"
+    shutil.rmtree(out, ignore_errors=True)
+    try:
+        return ingest(Path(ns.delivery), out)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 WORKERS = {
     "generate": worker_generate,
     "ingest": worker_ingest,
     "scan": worker_scan,
     "study": worker_study,
     "duckdb": worker_duckdb,
+    "duckdb_ingest": worker_duckdb_ingest,
 }
 
 
@@ -378,8 +395,8 @@ def run_scale(scale: Scale, ns: argparse.Namespace, env: dict[str, str]) -> Scal
     if generated is None and (scale.home / "generate.json").is_file():
         out.cached["generate"] = json.loads((scale.home / "generate.json").read_text())
 
-    warehouse = scale.home / "warehouse"
-    ingest_json = scale.home / "ingest.json"
+    warehouse = scale.home / f"warehouse_{ns.engine}"
+    ingest_json = scale.home / f"ingest_{ns.engine}.json"
     if ns.reuse_warehouse and ingest_json.is_file() and (warehouse / "silver").is_dir():
         out.cached["ingest"] = json.loads(ingest_json.read_text())
         say("   ingest: reusing the warehouse of an earlier run")
@@ -396,6 +413,16 @@ def run_scale(scale: Scale, ns: argparse.Namespace, env: dict[str, str]) -> Scal
         out.stages["ingest"] = run
         say(f"   ingest: {run.wall_s:.1f} s, peak {_mb(run.peak_rss)} MB, load {run.load:.1f}")
     out.rows = table_rows(warehouse / "silver" / "dispensings")
+    if "duckdb_ingest" not in ns.skip:
+        run = run_stage(
+            "duckdb_ingest",
+            ["--delivery", str(scale.delivery), "--warehouse", str(warehouse)],
+            log=logs / "duckdb_ingest.log",
+            env=env,
+        )
+        out.stages["duckdb_ingest"] = run
+        out.mismatches += compare_ingest(warehouse, run.result)
+        say(f"   duckdb ingest: {_describe(run)}")
 
     for stage in ("scan", "study", "duckdb"):
         if stage in ns.skip:
@@ -483,6 +510,27 @@ def compare_results(warehouse: Path, study_file: Path, duck: dict[str, Any]) -> 
 # Reporting
 
 
+def compare_ingest(warehouse: Path, duck: dict[str, Any]) -> list[str]:
+    """Differences between the warehouse's silver / quarantine and DuckDB's ingest counts."""
+    from deltalake import DeltaTable
+
+    problems = []
+    for table, counts in duck["tables"].items():
+        silver = table_rows(warehouse / "silver" / table)
+        quarantine_path = warehouse / "quarantine" / table
+        reasons: dict[str, int] = {}
+        if (quarantine_path / "_delta_log").is_dir():
+            column = DeltaTable(str(quarantine_path)).to_pyarrow_table(columns=["reason"])
+            for reason in column["reason"].to_pylist():
+                reasons[reason] = reasons.get(reason, 0) + 1
+        if silver != counts["clean"]:
+            problems.append(f"{table}: silver {silver} rows, DuckDB clean {counts['clean']}")
+        theirs = {k: v for k, v in counts.get("reasons", {}).items() if v}
+        if reasons != theirs:
+            problems.append(f"{table}: quarantine reasons {reasons}, DuckDB {theirs}")
+    return problems
+
+
 def _mb(n: int) -> int:
     return round(n / 2**20)
 
@@ -528,6 +576,7 @@ def summary_line(res: ScaleResult) -> str:
         f"study={secs('study', 'cohort_s')}s",
         f"full_run={secs('study', 'full_s')}s",
         f"duckdb={secs('duckdb')}s",
+        f"duckdb_ingest={secs('duckdb_ingest')}s",
     ]
     if study is not None and duck is not None:
         parts.append(f"study/duckdb={study.result['cohort_s'] / duck.result['seconds']:.1f}x")
@@ -545,9 +594,9 @@ def summary_line(res: ScaleResult) -> str:
 
 def markdown_table(results: list[ScaleResult]) -> str:
     head = (
-        "| persons | silver rows | ingest s | scan s | study s (cohort+consumption) | full run s "
-        "| DuckDB s | study/DuckDB | study/scan | study s per M rows | peak MB ingest / study / "
-        "DuckDB | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| persons | silver rows | ingest s | DuckDB ingest s | ingest/DuckDB | scan s "
+        "| study s (cohort+consumption) | full run s | DuckDB s | study/DuckDB | study/scan "
+        "| peak MB ingest / study / DuckDB | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for res in results:
@@ -561,17 +610,18 @@ def markdown_table(results: list[ScaleResult]) -> str:
             return "-" if x is None else fmt.format(x)
 
         study, scan, duck = num("study", "cohort_s"), num("scan"), num("duckdb")
+        ingest, duck_ingest = num("ingest"), num("duckdb_ingest")
         peaks = " / ".join(
             "-" if get.get(s) is None else str(_mb(get[s]["peak_rss"]))
             for s in ("ingest", "study", "duckdb")
         )
         loads = [v["load"] for v in get.values() if v is not None]
         lines.append(
-            f"| {res.scale.persons:,} | {res.rows:,} | {cell(num('ingest'))} | {cell(scan)} "
-            f"| {cell(study)} | {cell(num('study', 'full_s'))} | {cell(duck)} "
+            f"| {res.scale.persons:,} | {res.rows:,} | {cell(ingest)} | {cell(duck_ingest)} "
+            f"| {cell(ingest / duck_ingest if ingest and duck_ingest else None, '{:.1f}x')} "
+            f"| {cell(scan)} | {cell(study)} | {cell(num('study', 'full_s'))} | {cell(duck)} "
             f"| {cell(study / duck if study and duck else None, '{:.1f}x')} "
             f"| {cell(study / scan if study and scan else None, '{:.1f}x')} "
-            f"| {cell(study / res.rows * 1e6 if study and res.rows else None)} "
             f"| {peaks} | {cell(min(loads) if loads else None)}-{cell(max(loads) if loads else None)} |"
         )
     return "\n".join(lines)
@@ -601,7 +651,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs of scan/study/duckdb; best kept"
     )
-    parser.add_argument("--skip", action="append", default=[], choices=["scan", "study", "duckdb"])
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=["scan", "study", "duckdb", "duckdb_ingest"]
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("sail", "spark", "remote"),
+        default=os.environ.get("RXCOHORT_ENGINE", "sail"),
+        help="engine of the rxcohort stages (default: $RXCOHORT_ENGINE or sail)",
+    )
     parser.add_argument("--regenerate", action="store_true", help="ignore a cached delivery")
     parser.add_argument(
         "--reuse-warehouse",
@@ -615,6 +673,7 @@ def main(argv: list[str] | None = None) -> int:
 
     env = dict(os.environ)
     env.setdefault("RXCOHORT_ENV", "local")
+    env["RXCOHORT_ENGINE"] = ns.engine
     scales: list[Scale] = []
     for persons in ns.persons:
         key = f"p{persons}_s{ns.seed}_r{ns.ldn_rate:g}"
@@ -632,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
     say(
         f"rxcohort benchmark {datetime.now(UTC).isoformat(timespec='seconds')}: "
         f"{os.cpu_count()} cores, {_mb(_total_memory())} MB RAM, "
-        f"RXCOHORT_ENV={env['RXCOHORT_ENV']}, load {os.getloadavg()[0]:.1f}"
+        f"RXCOHORT_ENV={env['RXCOHORT_ENV']}, engine {ns.engine}, load {os.getloadavg()[0]:.1f}"
     )
     results: list[ScaleResult] = []
     for scale in sorted(scales, key=lambda s: s.persons):

@@ -39,7 +39,12 @@ def _wait_for_port(port: int, timeout: float) -> None:
 
 
 def _env(work: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    # The suite's own engine may be Spark Connect; the cluster's processes are classic Spark.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE", "RXCOHORT_ENGINE")
+    }
     env.update(
         {
             "SPARK_HOME": str(SPARK_HOME),
@@ -127,11 +132,15 @@ def spark_submit(
 ) -> str:
     """Run ``script`` with spark-submit against ``master``; return its combined output.
 
-    ``conf`` adds ``--conf`` settings or overrides the defaults below.
+    ``conf`` adds ``--conf`` settings or overrides the defaults below. The Delta JARs fetched
+    at install time go to the driver and the executors with ``spark.jars``, as a user submits.
     """
+    from rxcohort.jars import delta_spark_conf
+
     env = _env(work)
     env["RXCOHORT_ENV"] = "cluster"
     settings = {
+        **delta_spark_conf(),
         "spark.executor.memory": "1g",
         "spark.driver.memory": "1g",
         "spark.sql.shuffle.partitions": "4",
