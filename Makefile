@@ -85,3 +85,20 @@ $(DELTA_MANIFEST): $(DELTA_POM)
 	$(MVN) -q -B -Dstyle.color=never $(MVN_ARGS) -f $(DELTA_POM) dependency:copy-dependencies \
 	  -DincludeScope=runtime -DoutputDirectory='$(abspath $(RXCOHORT_JARS_DIR))'
 	cd '$(RXCOHORT_JARS_DIR)' && LC_ALL=C sha256sum *.jar > jars.txt.tmp && mv jars.txt.tmp jars.txt
+
+# The offline install kit for air-gapped servers (docs/offline.md):
+# dist/rxcohort-offline-<version>.tar.gz with rxcohort's wheel, every runtime dependency as a
+# wheel for CPython 3.11 on Linux x86_64 (glibc >= BUNDLE_GLIBC), the Delta JARs, conf/,
+# cohorts/, expectations/, install.sh, README.txt and SHA256SUMS. Needs the network (PyPI or
+# the mirror pip is configured for) and Maven, here; the kit then needs neither.
+.PHONY: bundle test-bundle
+BUNDLE_GLIBC ?= 2.28
+
+bundle: $(STAMP) delta-jars
+	PYTHON='$(BIN)/python' JARS_DIR='$(RXCOHORT_JARS_DIR)' GLIBC='$(BUNDLE_GLIBC)' \
+	  build/offline/bundle.sh
+
+# Installs the kit into a fresh venv with every package index unreachable and runs the
+# reference study from it on sail and (with Java) spark; a few minutes.
+test-bundle: bundle
+	$(BIN)/pytest -m bundle $(PYTEST_ARGS)

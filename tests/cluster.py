@@ -163,3 +163,111 @@ def spark_submit(
             f"spark-submit {script.name} failed ({proc.returncode}):\n{output[-4000:]}"
         )
     return output
+
+
+CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+
+
+@contextmanager
+def connect_server(
+    work: Path,
+    *,
+    port: int,
+    memory: str = "1g",
+    timeout: float = 180,
+    conf: dict[str, str] | None = None,
+):
+    """Yield ``sc://127.0.0.1:PORT`` of a classic Spark Connect server with delta-spark.
+
+    The server is Spark's own (``SparkConnectServer`` from the installed pyspark's
+    spark-connect JAR, started with spark-submit, as ``sbin/start-connect-server.sh`` of a Spark
+    distribution does), in ``local[2]`` with the Delta JARs fetched at install time, bound to
+    the loopback interface only. Its output goes to ``work/connect-server.log``. On exit its
+    process group (the JVM and any Python worker it forked) is stopped, killed after 30 s.
+    ``conf`` adds ``--conf`` settings or overrides the defaults below.
+    """
+    from rxcohort.jars import delta_spark_conf
+
+    work.mkdir(parents=True, exist_ok=True)
+    env = _env(work)
+    env["TZ"] = "UTC"
+    delta = delta_spark_conf()
+    settings = {
+        "spark.master": "local[2]",
+        "spark.app.name": "rxcohort-connect-server",
+        "spark.driver.memory": memory,
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": str(port),
+        # A taken port is an error here, not a silent bind to the next one.
+        "spark.connect.grpc.port.maxRetries": "0",
+        "spark.sql.extensions": delta["spark.sql.extensions"],
+        "spark.sql.catalog.spark_catalog": delta["spark.sql.catalog.spark_catalog"],
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": "2",
+        "spark.sql.warehouse.dir": str(work / "spark-warehouse"),
+        "spark.local.dir": str(work / "tmp"),
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.pyspark.python": str(VENV_BIN / "python"),
+        "spark.ui.enabled": "false",
+        **(conf or {}),
+    }
+    cmd = [
+        str(SPARK_HOME / "bin" / "spark-submit"),
+        "--class", CONNECT_SERVER_CLASS,
+        "--jars", delta["spark.jars"],
+        # No application JAR: spark-submit knows this class (spark-internal), and pyspark's
+        # jars/ has spark-connect on the classpath already.
+        *[part for key, value in settings.items() for part in ("--conf", f"{key}={value}")],
+    ]  # fmt: skip
+    log_path = work / "connect-server.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=work,  # derby.log, a stray spark-warehouse: in the test's directory
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_for_server(proc, port, log_path, timeout=timeout)
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        _stop_group(proc)
+
+
+def _wait_for_server(proc: subprocess.Popen, port: int, log_path: Path, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-4000:]
+            raise RuntimeError(
+                f"the Spark Connect server exited ({proc.returncode}) before listening:\n{tail}"
+            )
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    tail = log_path.read_text(errors="replace")[-4000:]
+    raise TimeoutError(
+        f"the Spark Connect server was not listening on 127.0.0.1:{port} after "
+        f"{timeout:.0f} s:\n{tail}"
+    )
+
+
+def _stop_group(proc: subprocess.Popen, *, grace: float = 30) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=grace)
+    # The JVM may leave children of its own (a Python worker) in the group after it exits.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)

@@ -1,7 +1,7 @@
 """Delivered files into bronze rows: every value a string as delivered, plus its lineage.
 
-Files are read with the engine's text reader (one record per line, ``.gz`` decompressed) so
-that every row keeps its line number; the fields are then split by :func:`split_fields` (``;``
+Files are split into numbered lines on the driver (Arrow, ``.gz`` decompressed) and read by
+the engine from Parquet, so that every row keeps its line number; the fields are then split by :func:`split_fields` (``;``
 separator, ``"`` quotes, doubled quotes inside), written here once in plain column expressions
 rather than with ``from_csv``: engines differ in how their CSV functions treat quotes and a
 wrong number of fields, and the split must give the same fields on every engine. Nothing is
@@ -15,15 +15,16 @@ as a whole is fine. Lines with nothing but spaces are not rows: they are counted
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
 from rxcohort.errors import DeliveryError
-from rxcohort.ingest.delivery import CheckedFile
+from rxcohort.ingest.delivery import CheckedFile, write_numbered_lines
 from rxcohort.schemas import RAW_COLUMNS, bronze_schema
 from rxcohort.spark import local_frame
 
@@ -34,15 +35,10 @@ BRONZE_EXTRA_FIELDS = [
     StructField("raw_line", StringType(), True),
 ]
 BRONZE_PARTITION_BY = ["source_file"]
-# Writes a frame to scratch and reads it back: (frame, name) -> the frame as written.
-Materialise = Callable[[DataFrame, str], DataFrame]
 # One field after its separator: a double-quoted stretch ("" inside is an escaped quote, and
 # anything up to the next separator stays with it) or a run of non-separators. Matched against
 # ";" + line, so every match consumes its separator and none is empty.
 _FIELD = r';("(?:[^"]|"")*"[^;]*|[^;]*)'
-# Line numbers come from monotonically_increasing_id: the task (file block) in the upper 31
-# bits, the row's position within the task in the lower 33.
-_ROW_BITS = 33
 
 
 def bronze_table_schema(table: str) -> StructType:
@@ -56,13 +52,13 @@ def read_bronze_rows(
     *,
     load_id: str,
     load_time: datetime,
-    materialise: Materialise,
+    scratch: Path,
 ) -> dict[str, DataFrame]:
     """The rows of ``files`` as bronze rows with lineage, one frame per table.
 
-    The files' lines are read once and kept by ``materialise`` (a frame written to scratch and
-    read back). Raises DeliveryError when the engine counts a different number of lines than
-    the check did (the file changed while it was being ingested).
+    The files' numbered lines are kept under ``scratch`` (the caller removes it). Raises
+    DeliveryError when a file has a different number of lines than the check counted (it
+    changed while it was being ingested).
     """
     frames = {table: spark.createDataFrame([], bronze_table_schema(table)) for table in RAW_COLUMNS}
     if not files:
@@ -70,7 +66,7 @@ def read_bronze_rows(
     names = [f.file.path.name for f in files]
     if len(set(names)) != len(names):
         raise DeliveryError("two delivered files share a file name")
-    lines = _numbered_lines(spark, files, materialise)
+    lines = _numbered_lines(spark, files, scratch)
     lineage = local_frame(
         spark,
         [(f.file.path.name, f.file.name, f.sha256) for f in files],
@@ -108,68 +104,28 @@ def read_bronze_rows(
     return frames
 
 
-def _numbered_lines(
-    spark: SparkSession, files: Sequence[CheckedFile], materialise: Materialise
-) -> DataFrame:
+def _numbered_lines(spark: SparkSession, files: Sequence[CheckedFile], scratch: Path) -> DataFrame:
     """Every line of every file with its 1-based line number within its file.
 
-    Each file is read on its own, so its rows carry its name without the engine's file-metadata
-    columns (not every engine has them). A large plain file is split into blocks read by
-    different tasks; within a task the rows get consecutive monotonically_increasing_id values
-    in file order, so a line's number is its position in its block plus the lines of the blocks
-    before it (counted in one pass). The ids depend on how the engine plans the read - a filter
-    on the file name may drop other files' tasks and renumber the rest - so the lines and their
-    ids are materialised once, and counted and numbered from that one copy.
+    The files are split into numbered lines on the driver (:func:`write_numbered_lines`, Arrow
+    at memory speed) into Parquet under ``scratch``, which the engine then reads in parallel:
+    a line keeps its number on every engine, whatever order the engine reads blocks in.
     """
-    parts = [
-        spark.read.text(str(f.file.path)).select(
-            F.col("value"),
-            F.lit(f.file.path.name).alias("_file_name"),
-            F.monotonically_increasing_id().alias("_id"),
-        )
-        for f in files
+    targets = []
+    for i, f in enumerate(files):
+        target = scratch / "delivered_lines" / f"{i:04d}.parquet"
+        write_numbered_lines(f, target)
+        targets.append(str(target))
+    return spark.read.schema(_LINES_SCHEMA).parquet(*targets)
+
+
+_LINES_SCHEMA = StructType(
+    [
+        StructField("value", StringType()),
+        StructField("line_number", LongType()),
+        StructField("_file_name", StringType()),
     ]
-    raw = parts[0]
-    for part in parts[1:]:
-        raw = raw.unionByName(part)
-    raw = materialise(
-        raw.withColumn("_block", F.shiftright(F.col("_id"), _ROW_BITS)), "delivered_lines"
-    )
-    blocks = (
-        raw.groupBy("_file_name", "_block")
-        .agg(F.count(F.lit(1)).alias("n"), F.min("_id").alias("first_id"))
-        .collect()
-    )
-    offsets = []
-    counted: dict[str, int] = {}
-    for row in sorted(blocks, key=lambda r: (r["_file_name"], r["_block"])):
-        before = counted.get(row["_file_name"], 0)
-        offsets.append((row["_file_name"], int(row["_block"]), int(row["first_id"]), before))
-        counted[row["_file_name"]] = before + int(row["n"])
-    for f in files:
-        seen = counted.get(f.file.path.name, 0)
-        if seen != f.lines:
-            raise DeliveryError(
-                f"{f.file.relpath}: the engine read {seen} lines but the check counted "
-                f"{f.lines}; was the file changed during the ingest?"
-            )
-    offset_frame = local_frame(
-        spark,
-        offsets,
-        StructType(
-            [
-                StructField("_file_name", StringType()),
-                StructField("_block", LongType()),
-                StructField("_first_id", LongType()),
-                StructField("_before", LongType()),
-            ]
-        ),
-    )
-    return (
-        raw.join(F.broadcast(offset_frame), ["_file_name", "_block"])
-        .withColumn("line_number", F.col("_id") - F.col("_first_id") + F.col("_before") + 1)
-        .drop("_block", "_id", "_first_id", "_before")
-    )
+)
 
 
 def split_fields(line: Column) -> Column:

@@ -250,6 +250,74 @@ def check_file(file: DeliveryFile, *, expected_sha256: str | None = None) -> Che
     return CheckedFile(file, sha, size, header, lines, blank)
 
 
+# Decompressed bytes split into lines per block: large enough that the split runs in Arrow's
+# C++ at memory speed, small enough to keep the ingest's memory flat.
+_LINES_BLOCK = 64 << 20
+
+
+def write_numbered_lines(checked: CheckedFile, target: Path) -> int:
+    """Write every line of the checked file, with its 1-based line number, to ``target``
+    (Parquet: ``value`` string, ``line_number`` long, ``_file_name`` string); return the lines.
+
+    The lines are numbered here, once, in file order, rather than by an engine: engines read a
+    file in parallel blocks and none promises to keep their order in its row ids. Line ends are
+    as for :func:`check_file` (``\n``, or ``\r\n``; a bare ``\r`` was refused there). Raises
+    DeliveryError when the count differs from the check's (the file changed meanwhile).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [("value", pa.string()), ("line_number", pa.int64()), ("_file_name", pa.string())]
+    )
+    file = checked.file
+    opener = gzip.open if file.compressed else open
+    number = 1
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with opener(file.path, "rb") as stream, pq.ParquetWriter(target, schema) as writer:
+            carry = b""
+            while True:
+                chunk = stream.read(_LINES_BLOCK)
+                data = carry + chunk
+                if chunk:
+                    cut = data.rfind(b"\n")
+                    if cut < 0:
+                        carry = data
+                        continue
+                    block, carry = data[:cut], data[cut + 1 :]
+                else:
+                    block, carry = data, b""
+                    if not block:
+                        break
+                parts = pc.split_pattern(pa.array([block], pa.large_binary()), b"\n").flatten()
+                values = pc.replace_substring(parts, b"\r", b"").cast(pa.string())
+                n = len(values)
+                writer.write_table(
+                    pa.table(
+                        {
+                            "value": values,
+                            "line_number": pa.array(range(number, number + n), pa.int64()),
+                            "_file_name": pa.array([file.path.name] * n, pa.string()),
+                        },
+                        schema=schema,
+                    )
+                )
+                number += n
+                if not chunk:
+                    break
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError, pa.ArrowInvalid) as exc:
+        raise DeliveryError(f"{file.relpath}: changed while it was being ingested ({exc})") from exc
+    lines = number - 1
+    if lines != checked.lines:
+        raise DeliveryError(
+            f"{file.relpath}: {lines} lines read but the check counted {checked.lines}; "
+            "was the file changed during the ingest?"
+        )
+    return lines
+
+
 def _lines(stream: io.BufferedIOBase) -> Iterator[bytes]:
     # Split on \n only; \r\n is a line end too (as for Spark's reader), a bare \r is refused.
     yield from stream

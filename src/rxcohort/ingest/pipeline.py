@@ -322,7 +322,7 @@ class _IngestRun:
             self.changed,
             load_id=self.load_id,
             load_time=self.load_time,
-            materialise=self._materialise,
+            scratch=self.scratch,
         )
         staged_bronze: dict[str, io.StagedTable] = {}
         new_rows: dict[str, DataFrame] = {}
