@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -66,7 +65,6 @@ def server_run(tmp_path_factory, repo_root):
     outputs: dict[str, object] = {}
     port = free_port()
     with connect_server(root / "server", port=port) as remote:
-        started = time.monotonic()
         outputs["generate"] = _job(
             repo_root,
             "generate.py",
@@ -84,7 +82,6 @@ def server_run(tmp_path_factory, repo_root):
         outputs["run"] = _job(
             repo_root, "run.py", [str(study), "--warehouse", str(warehouse)], remote=remote
         )
-        outputs["seconds"] = time.monotonic() - started
     outputs["port"] = port
     outputs["server_log"] = (root / "server" / "connect-server.log").read_text(errors="replace")
     return delivery, warehouse, outputs

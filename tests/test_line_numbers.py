@@ -1,0 +1,89 @@
+"""Every delivered line keeps its 1-based number in its file, on every engine.
+
+The numbers are given on the driver (write_numbered_lines), not by an engine's row ids: an
+engine reads a large file in parallel blocks, and none promises their order.
+"""
+
+from __future__ import annotations
+
+import gzip
+
+import pyarrow.parquet as pq
+import pytest
+
+from rxcohort import io
+from rxcohort.errors import DeliveryError
+from rxcohort.ingest import ingest_delivery
+from rxcohort.ingest.delivery import check_file, scan_delivery, write_numbered_lines
+from rxcohort.schemas import DISPENSINGS_COLUMNS
+from test_ingest_fixtures import dispensing, write_delivery
+
+
+def _checked(root, rel):
+    delivery = scan_delivery(root)
+    (file,) = [f for f in delivery.files if f.relpath == rel]
+    return check_file(file)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_lines_are_numbered_in_file_order_with_their_line_ends_removed(tmp_path, compressed):
+    header = ";".join(DISPENSINGS_COLUMNS)
+    body = f"{header}\r\n" + "a;b\r\n" + "\n" + "   \n" + 'x;"q;uo""t"\n' + "last line, no newline"
+    rel = "dispensings/dispensings_2013.csv"
+    root = write_delivery(tmp_path / "d", dispensings={2013: [dispensing("X1")]})
+    (root / "manifest.json").unlink(missing_ok=True)
+    path = root / rel
+    path.unlink()
+    data = body.encode()
+    if compressed:
+        path = path.with_suffix(".csv.gz")
+        path.write_bytes(gzip.compress(data))
+        rel += ".gz"
+    else:
+        path.write_bytes(data)
+    checked = _checked(tmp_path / "d", rel)
+    assert write_numbered_lines(checked, tmp_path / "lines.parquet") == 6 == checked.lines
+    table = pq.read_table(tmp_path / "lines.parquet").to_pylist()
+    assert [(r["line_number"], r["value"]) for r in table] == [
+        (1, header),
+        (2, "a;b"),
+        (3, ""),
+        (4, "   "),
+        (5, 'x;"q;uo""t"'),
+        (6, "last line, no newline"),
+    ]
+    assert {r["_file_name"] for r in table} == {path.name}
+
+
+def test_a_file_that_changed_since_its_check_stops_the_ingest(tmp_path):
+    root = write_delivery(tmp_path / "d", dispensings={2013: [dispensing("X1")]})
+    checked = _checked(root, "dispensings/dispensings_2013.csv")
+    with (root / "dispensings" / "dispensings_2013.csv").open("a") as fh:
+        fh.write(";".join(dispensing("X2")) + "\n")
+    with pytest.raises(DeliveryError, match="2 lines read but the check counted 3|3 lines read"):
+        write_numbered_lines(checked, tmp_path / "lines.parquet")
+
+
+@pytest.mark.slow
+def test_quarantined_rows_name_their_line_in_large_files_read_in_blocks(spark, tmp_path):
+    # Files of several MB are read in several blocks by every engine; a malformed ATC code on
+    # a known line of each must be reported on that line.
+    bad_lines = {2012: 31_337, 2013: 99_001}
+    dispensings = {}
+    for year, bad in bad_lines.items():
+        rows = [
+            dispensing(f"D{year}_{i}", dispense_date=f"{year}-03-01", packs="1")
+            for i in range(2, 120_002)
+        ]
+        rows[bad - 2] = dispensing(f"D{year}_bad", dispense_date=f"{year}-03-01", atc_code="N02")
+        dispensings[year] = rows
+    root = write_delivery(tmp_path / "d", dispensings=dispensings)
+    ingest_delivery(spark, root, warehouse=tmp_path / "wh")
+    quarantine = io.read_table(spark, tmp_path / "wh" / "quarantine" / "dispensings")
+    found = {
+        (r["source_file"], r["line_number"], r["reason"])
+        for r in quarantine.select("source_file", "line_number", "reason").collect()
+    }
+    assert found == {
+        (f"dispensings_{year}.csv", line, "malformed_atc") for year, line in bad_lines.items()
+    }
