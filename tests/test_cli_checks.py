@@ -35,7 +35,8 @@ def _warehouse_with_a_study(root: Path) -> Path:
     for table in ("silver/dispensings", "silver/persons"):
         write_deltalake(str(wh / table), pa.table({"x": [1]}))
     write_deltalake(
-        str(wh / "studies" / "ldn_opioids_2013" / "runs"), pa.table({"run_id": ["20130101T000000Z"]})
+        str(wh / "studies" / "ldn_opioids_2013" / "runs"),
+        pa.table({"run_id": ["20130101T000000Z"]}),
     )
     return wh
 
@@ -48,7 +49,10 @@ def _warehouse_with_a_study(root: Path) -> Path:
         (("run", str(STUDY), "-w", "{tmp}/empty"), "has no silver/dispensings, silver/persons"),
         (("run", str(STUDY), "-w", "{wh}", "--as-of", "nope"), "run nope is not in"),
         (("run", "{tmp}/no-such.yaml", "-w", "{wh}"), "no such study file"),
-        (("export", "no_study", "--out", "{tmp}/out", "-w", "{wh}"), "study no_study has no tables"),
+        (
+            ("export", "no_study", "--out", "{tmp}/out", "-w", "{wh}"),
+            "study no_study has no tables",
+        ),
         (("export", "../x", "--out", "{tmp}/out", "-w", "{wh}"), "must be a file name"),
         (("report", "no_study", "-w", "{wh}"), "(studies here: ldn_opioids_2013)"),
         (("sql", "SELECT 1", "-w", "{tmp}/no-warehouse"), "no warehouse at"),

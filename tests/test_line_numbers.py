@@ -60,7 +60,7 @@ def test_a_file_that_changed_since_its_check_stops_the_ingest(tmp_path):
     checked = _checked(root, "dispensings/dispensings_2013.csv")
     with (root / "dispensings" / "dispensings_2013.csv").open("a") as fh:
         fh.write(";".join(dispensing("X2")) + "\n")
-    with pytest.raises(DeliveryError, match="2 lines read but the check counted 3|3 lines read"):
+    with pytest.raises(DeliveryError, match="3 lines read but the check counted 2"):
         write_numbered_lines(checked, tmp_path / "lines.parquet")
 
 

@@ -87,5 +87,5 @@ tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH
   -C "$work" -cf - "$name" | gzip -n > "$DIST/$name.tar.gz.tmp"
 mv "$DIST/$name.tar.gz.tmp" "$DIST/$name.tar.gz"
 (cd "$DIST" && sha256sum "$name.tar.gz" > "$name.tar.gz.sha256")
-echo "bundle: $DIST/$name.tar.gz ($(du -m "$DIST/$name.tar.gz" | cut -f1) MB," \
+echo "bundle: $DIST/$name.tar.gz ($(( $(stat -c %s "$DIST/$name.tar.gz") / 1000000 )) MB," \
   "$(wc -l < "$kit/SHA256SUMS") files; sha256 in $name.tar.gz.sha256)"
