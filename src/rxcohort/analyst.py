@@ -82,7 +82,7 @@ def sql_frame(spark: SparkSession, query: str, *, warehouse: Path) -> DataFrame:
     tables = register_views(spark, warehouse)
     try:
         frame = spark.sql(rewrite_query(query, tables))
-        frame.schema  # a Spark Connect query is analysed only when asked: ask now
+        _ = frame.schema  # a Spark Connect query is analysed only when asked: ask now
         return frame
     except (
         Exception
