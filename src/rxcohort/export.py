@@ -23,7 +23,6 @@ from rxcohort.stats.its import ITS_PARAMETERS
 log = get_logger("export")
 
 
-
 def export_study(
     spark: SparkSession, study_id: str, *, out: str | Path, warehouse: str | Path
 ) -> list[Path]:

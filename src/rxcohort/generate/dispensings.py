@@ -185,9 +185,9 @@ def _pool_prescriber(u_pool: Column, u_member: Column, u_own: Column) -> tuple[C
     """(prescriber index, is-GP flag) drawn from a regimen's weighted prescriber pools."""
     i = pick_from_array(u_pool, F.col("pool_cum")) + 1
     is_gp = item(F.col("pool_gp"), i)
-    member = item(F.col("pool_off"), i) + F.floor(
-        u_member * item(F.col("pool_cnt"), i)
-    ).cast("long")
+    member = item(F.col("pool_off"), i) + F.floor(u_member * item(F.col("pool_cnt"), i)).cast(
+        "long"
+    )
     # Most of what a GP prescribes comes from the person's own regular GP.
     presc = F.when(is_gp & (u_own < 0.9), F.col("gp_idx")).otherwise(member)
     return presc, is_gp

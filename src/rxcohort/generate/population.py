@@ -432,9 +432,7 @@ def _add_ldn(df: DataFrame, *, plan: PopulationPlan, prescribers: PrescriberPlan
     df = df.withColumns(
         {
             "_start": start.cast("int"),
-            "ldn_gap": F.round(item(units, F.col("ldn_units_pos") + 1) * adherence).cast(
-                "int"
-            ),
+            "ldn_gap": F.round(item(units, F.col("ldn_units_pos") + 1) * adherence).cast("int"),
         }
     )
     start = F.col("_start")
