@@ -22,6 +22,9 @@ cd "$repo"
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' ||
   { echo "bundle: $PYTHON is not Python 3.11: the kit's wheels are for CPython 3.11" >&2; exit 1; }
 version=$("$PYTHON" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+# Runs record rxcohort.__version__: it must be the version the kit is named and installed by.
+grep -Eq "^__version__ = \"$version\"$" src/rxcohort/__init__.py ||
+  { echo "bundle: src/rxcohort/__init__.py __version__ is not $version (pyproject.toml)" >&2; exit 1; }
 pip_version=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("pip"))')
 name=rxcohort-offline-$version
 # Fixed times in the wheel and the archive: the same sources give the same listing and dates.

@@ -111,20 +111,20 @@ def _numbered_lines(spark: SparkSession, files: Sequence[CheckedFile], scratch: 
     at memory speed) into Parquet under ``scratch``, which the engine then reads in parallel:
     a line keeps its number on every engine, whatever order the engine reads blocks in.
     """
-    targets = []
+    parts = []
     for i, f in enumerate(files):
         target = scratch / "delivered_lines" / f"{i:04d}.parquet"
         write_numbered_lines(f, target)
-        targets.append(str(target))
-    return spark.read.schema(_LINES_SCHEMA).parquet(*targets)
+        lines = spark.read.schema(_LINES_SCHEMA).parquet(str(target))
+        parts.append(lines.withColumn("_file_name", F.lit(f.file.path.name)))
+    result = parts[0]
+    for part in parts[1:]:
+        result = result.unionByName(part)
+    return result
 
 
 _LINES_SCHEMA = StructType(
-    [
-        StructField("value", StringType()),
-        StructField("line_number", LongType()),
-        StructField("_file_name", StringType()),
-    ]
+    [StructField("value", StringType()), StructField("line_number", LongType())]
 )
 
 
