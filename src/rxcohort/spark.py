@@ -255,6 +255,16 @@ def _classic_session(settings: SparkSettings, *, app_name: str | None) -> SparkS
     return session
 
 
+def pandas_validation_rows(spark: SparkSession) -> int:
+    """Up to how many rows a quality suite is cheaper on a pandas copy than on the engine.
+
+    Great Expectations' Spark engine runs one small query per metric. On the embedded engine
+    such a query costs milliseconds, so every table is validated where it is; a JVM's job
+    start-up makes a single collect to pandas cheaper up to about a million rows.
+    """
+    return 0 if session_engine(spark).name == "sail" else 1_000_000
+
+
 # --------------------------------------------------------------------------------------------
 # small frames
 

@@ -62,6 +62,7 @@ from rxcohort.quality import (
 )
 from rxcohort.reference import who_ddd_frame
 from rxcohort.schemas import SILVER_DISPENSINGS_PARTITION_BY
+from rxcohort.spark import pandas_validation_rows as default_pandas_validation_rows
 
 log = get_logger("ingest")
 # Intermediate results of one ingest, under the warehouse; removed when the ingest ends.
@@ -184,13 +185,14 @@ def ingest_delivery(
     warehouse: str | Path,
     progress: Progress | None = None,
     expectations_dir: str | Path | None = None,
-    pandas_validation_rows: int = 1_000_000,
+    pandas_validation_rows: int | None = None,
 ) -> IngestResult:
     """Load one delivery into the warehouse (see the module docstring). Safe to repeat.
 
     ``expectations_dir`` holds the suites (default: the checkout's ``expectations/``); a silver
     table of at most ``pandas_validation_rows`` rows is validated with GX's pandas engine,
-    a larger one with GX's Spark engine.
+    a larger one with GX's Spark engine (default: the engine's own
+    :func:`rxcohort.spark.pandas_validation_rows`).
     """
     say: Progress = progress or (lambda message: None)
     paths = WarehousePaths(warehouse)
@@ -235,7 +237,11 @@ def ingest_delivery(
     load_time = datetime.now(UTC).replace(microsecond=0)
     load_id = f"{load_time:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     run = _IngestRun(spark, paths, delivery, checked, changed, load_id, load_time, say)
-    run.pandas_limit = pandas_validation_rows
+    run.pandas_limit = (
+        pandas_validation_rows
+        if pandas_validation_rows is not None
+        else default_pandas_validation_rows(spark)
+    )
     try:
         return run.execute(suites, versions_before)
     finally:
