@@ -200,10 +200,11 @@ def test_the_installed_package_finds_its_files_in_the_venv_and_none_in_the_check
         cwd=work,
     )
     assert expectations.strip() == str(share / "expectations")
-    # Without RXCOHORT_CONF_DIR the installed package has no way back to this checkout.
+    # Without RXCOHORT_CONF_DIR the installed package finds the kit's conf in its own
+    # environment, never this checkout.
     python = str(venv / "bin" / "python")
     alone = json.loads(_ok(_run([python, "-c", PROBE], cwd=work, env=_offline_env())))
-    assert alone["conf"] is None
+    assert alone["conf"] == str(share / "conf")
 
 
 def test_check_describes_the_reference_study(installed):

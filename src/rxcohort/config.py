@@ -6,6 +6,7 @@ This is the one module that reads environment variables. Everything else receive
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -84,10 +85,16 @@ def current_env() -> str:
 
 
 def conf_dir() -> Path | None:
-    """Where the layered configuration lives: $RXCOHORT_CONF_DIR, the source checkout, or ./conf."""
+    """Where the layered configuration lives: $RXCOHORT_CONF_DIR, the source checkout, the
+    environment's share/rxcohort/conf (the offline kit), or ./conf."""
     explicit = os.environ.get(CONF_DIR_VAR)
     candidates = [Path(explicit)] if explicit else []
-    candidates += [Path(__file__).resolve().parents[2] / "conf", Path.cwd() / "conf"]
+    candidates += [
+        Path(__file__).resolve().parents[2] / "conf",
+        # where the offline kit's install.sh puts it
+        Path(sys.prefix) / "share" / "rxcohort" / "conf",
+        Path.cwd() / "conf",
+    ]
     for candidate in candidates:
         if (candidate / "base").is_dir():
             return candidate
