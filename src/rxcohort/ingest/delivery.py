@@ -237,10 +237,8 @@ def check_file(file: DeliveryFile, *, expected_sha256: str | None = None) -> Che
                     if header is None:
                         first = block.split(b"\n", 1)[0].removesuffix(b"\r")
                         header = _check_header(file, first.decode("utf-8"))
-                    ends_open = not block.endswith(b"\n")
-                    lines += block.count(b"\n") + (1 if ends_open else 0)
-                    # (?m)$ also matches after a block's last \n, where no line is.
-                    blank += len(_BLANK_LINES.findall(block)) - (0 if ends_open else 1)
+                    lines += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+                    blank += _blank_lines(block)
             hashing.drain()
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DeliveryError(f"{file.relpath}: truncated or corrupt gzip file ({exc})") from exc
@@ -261,6 +259,17 @@ def check_file(file: DeliveryFile, *, expected_sha256: str | None = None) -> Che
 _BLANK_LINES = re.compile(rb"(?m)^ *\r?$")
 # A carriage return that does not end its line.
 _BARE_CR = re.compile(rb"\r(?!\n|\Z)")
+
+
+def _blank_lines(block: bytes) -> int:
+    """Lines of nothing but spaces in a block of whole lines."""
+    # They are rare: look for the start of one before counting them with the pattern.
+    if not (
+        block[:1] in (b" ", b"\r", b"\n") or b"\n " in block or b"\n\n" in block or b"\n\r" in block
+    ):
+        return 0
+    # (?m)$ also matches after a block's last \n, where no line is.
+    return len(_BLANK_LINES.findall(block)) - (1 if block.endswith(b"\n") else 0)
 
 
 def _line_blocks(stream: io.BufferedIOBase) -> Iterator[bytes]:
