@@ -158,17 +158,41 @@ def test_the_study_gives_the_same_tables_on_both_engines(spark, demo_warehouse, 
     copy = tmp_path / "warehouse"
     shutil.copytree(warehouse, copy)
     study_file = REPO / "cohorts" / f"{study_id}.yaml"
+    ours = warehouse / "studies" / study_id
+    theirs = copy / "studies" / study_id
+    from deltalake import DeltaTable
+
+    runs_before = DeltaTable(str(ours / "runs")).to_pyarrow_table()
+    first_run = sorted(runs_before["run_id"].to_pylist())[0]
+    # A plain run, then a rebuild --as-of this engine's run, both on the other engine.
+    for extra in ([], ["--as-of", first_run]):
+        _run_on_other_engine(study_file, copy, *extra)
+        _assert_same_study_tables(spark, ours, theirs)
+    assert DeltaTable(str(theirs / "runs")).to_pyarrow_table().num_rows == runs_before.num_rows + 2
+
+
+def _run_on_other_engine(study_file: Path, warehouse: Path, *extra: str) -> None:
     env = {**os.environ, "RXCOHORT_ENGINE": _other_engine(), "RXCOHORT_ENV": "test"}
     proc = subprocess.run(
-        [sys.executable, "-m", "rxcohort.cli", "run", str(study_file), "-w", str(copy)],
+        [
+            sys.executable,
+            "-m",
+            "rxcohort.cli",
+            "run",
+            str(study_file),
+            "-w",
+            str(warehouse),
+            *extra,
+        ],
         capture_output=True,
         text=True,
         env=env,
         timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ours = warehouse / "studies" / study_id
-    theirs = copy / "studies" / study_id
+
+
+def _assert_same_study_tables(spark, ours: Path, theirs: Path) -> None:
     tables = sorted(p.name for p in ours.iterdir() if io.table_exists(p))
     assert len(tables) >= 10
     for name in tables:

@@ -152,11 +152,12 @@ def ingest(
     remote: RemoteOpt = None,
 ) -> None:
     """Load a delivery into bronze, silver and quarantine, gated by the quality suites. Safe to repeat."""
-    from rxcohort.ingest import ingest_delivery
     from rxcohort.preflight import check_delivery
 
     check_delivery(delivery_dir)
     _check_engine(engine, remote)
+    from rxcohort.ingest import ingest_delivery
+
     result = ingest_delivery(
         _spark(engine, remote), delivery_dir, warehouse=_warehouse(warehouse), progress=_progress
     )
@@ -186,13 +187,15 @@ def run(
 ) -> None:
     """Build the study's cohort, outcomes, statistics, persistence and report."""
     from rxcohort.preflight import check_run_id, check_warehouse
-    from rxcohort.study import load_study, run_study
+    from rxcohort.study.loader import load_study
 
     study = load_study(study_file)  # a wrong study file fails here, before any engine starts
     root = check_warehouse(_warehouse(warehouse), inputs=True)
     if as_of is not None:
         check_run_id(root, study.study_id, as_of)
     _check_engine(engine, remote)
+    from rxcohort.study import run_study
+
     result = run_study(
         _spark(engine, remote), study_file, warehouse=root, as_of=as_of, progress=_progress
     )
@@ -229,11 +232,12 @@ def export(
     remote: RemoteOpt = None,
 ) -> None:
     """Write the study's result tables as CSV, person counts 1-4 masked as <5."""
-    from rxcohort.export import export_study
     from rxcohort.preflight import check_study_tables
 
     check_study_tables(_warehouse(warehouse), study_id)
     _check_engine(engine, remote)
+    from rxcohort.export import export_study
+
     written = export_study(
         _spark(engine, remote), study_id, out=out, warehouse=_warehouse(warehouse)
     )
@@ -249,10 +253,11 @@ def report(
 ) -> None:
     """Rebuild the study's HTML report (studies/<study_id>/report.html) from its tables."""
     from rxcohort.preflight import check_study_tables
-    from rxcohort.report import build_report
 
     check_study_tables(_warehouse(warehouse), study_id)
     _check_engine(engine, remote)
+    from rxcohort.report import build_report
+
     path = build_report(_spark(engine, remote), warehouse=_warehouse(warehouse), study_id=study_id)
     print_summary(f"Report {study_id}", [("report", str(path))])
 
@@ -271,13 +276,14 @@ def sql(
     remote: RemoteOpt = None,
 ) -> None:
     """Run Spark SQL over the warehouse tables (silver.dispensings, <study_id>.cohort, ...)."""
-    from rxcohort.analyst import run_sql
     from rxcohort.preflight import check_warehouse
 
     check_warehouse(_warehouse(warehouse))
     if out is not None and out.suffix.lower() not in (".csv", ".parquet"):
         raise RxCohortError(f"--out must end in .csv or .parquet, not {out.name}")
     _check_engine(engine, remote)
+    from rxcohort.analyst import run_sql
+
     run_sql(
         _spark(engine, remote),
         query,
