@@ -45,6 +45,9 @@ class SparkSettings(BaseModel):
     log_level: str = "ERROR"
     quiet_console: bool = True
     spark_conf: dict[str, str] = Field(default_factory=dict)
+    # Settings of the embedded engine (Sail's own keys, e.g. runtime.memory_pool.type); they
+    # reach its server as SAIL_* environment variables when it starts.
+    sail_conf: dict[str, str] = Field(default_factory=dict)
 
 
 class DemoSettings(BaseModel):
@@ -126,6 +129,7 @@ def spark_settings(env: str | None = None) -> SparkSettings:
     directory = conf_dir()
     data = deep_merge(_BUILTIN_SPARK, _load_layer(directory, env, "spark.yaml"))
     data["spark_conf"] = {k: str(v) for k, v in (data.get("spark_conf") or {}).items()}
+    data["sail_conf"] = {k: str(v) for k, v in (data.get("sail_conf") or {}).items()}
     return SparkSettings.model_validate(data)
 
 

@@ -154,13 +154,13 @@ def stop_session(spark: SparkSession) -> None:
 
 def _sail_session(settings: SparkSettings) -> SparkSession:
     if "server" not in _SAIL:
-        _start_sail()
+        _start_sail(settings.sail_conf)
     session = SparkSession.builder.remote(str(_SAIL["remote"])).getOrCreate()
     _set_sql_conf(session, settings)
     return session
 
 
-def _start_sail() -> None:
+def _start_sail(sail_conf: dict[str, str]) -> None:
     try:
         from pysail.spark import SparkConnectServer
     except ImportError as exc:  # pragma: no cover - pysail is a pinned dependency
@@ -173,6 +173,10 @@ def _start_sail() -> None:
     # reader of record batches needs a path, Spark keeps them in memory.
     checkpoints = tempfile.mkdtemp(prefix="rxcohort-sail-")
     os.environ["SAIL_EXECUTION__CHECKPOINT__PATH"] = Path(checkpoints).as_uri()
+    for key, value in sail_conf.items():
+        # Sail reads its configuration from SAIL_<KEY> (dots as double underscores); a value
+        # already in the environment wins.
+        os.environ.setdefault("SAIL_" + key.upper().replace(".", "__"), value)
     server = SparkConnectServer("127.0.0.1", 0)
     server.start(background=True)
     host, port = server.listening_address
