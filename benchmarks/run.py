@@ -162,18 +162,18 @@ class Marks:
         print(f"[{self.items[-1][0]:8.1f} s] {message}", file=sys.stderr, flush=True)
 
 
-def _session() -> tuple[Any, float]:
+def _session(**options: Any) -> tuple[Any, float]:
     from rxcohort.spark import build_session
 
     began = time.perf_counter()
-    spark = build_session(app_name="rxcohort-benchmark")
+    spark = build_session(app_name="rxcohort-benchmark", **options)
     return spark, time.perf_counter() - began
 
 
 def worker_generate(ns: argparse.Namespace) -> dict[str, Any]:
-    from rxcohort.generate import generate_delivery
+    from rxcohort.generate import SAIL_CONF, generate_delivery
 
-    spark, session_s = _session()
+    spark, session_s = _session(sail_conf=SAIL_CONF)
     began = time.perf_counter()
     result = generate_delivery(
         spark, ns.delivery, persons=ns.persons, seed=ns.seed, ldn_rate=ns.ldn_rate

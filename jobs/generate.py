@@ -13,7 +13,7 @@ import sys
 from datetime import date
 
 from rxcohort.errors import RxCohortError
-from rxcohort.generate import generate_delivery
+from rxcohort.generate import SAIL_CONF, generate_delivery
 from rxcohort.spark import build_session
 
 
@@ -32,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = generate_delivery(
-            build_session(engine=args.engine, remote=args.remote, app_name="rxcohort-generate"),
+            build_session(
+                engine=args.engine,
+                remote=args.remote,
+                app_name="rxcohort-generate",
+                sail_conf=SAIL_CONF,
+            ),
             args.out_dir,
             persons=args.persons,
             seed=args.seed,

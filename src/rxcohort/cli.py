@@ -65,11 +65,11 @@ def _warehouse(value: Path | None) -> Path:
     return value if value is not None else Path(app_settings().warehouse)
 
 
-def _spark(engine: str | None = None, remote: str | None = None):
+def _spark(engine: str | None = None, remote: str | None = None, **options):
     """The session, started only after the cheap checks of the command have passed."""
     from rxcohort.spark import build_session
 
-    return build_session(engine=engine, remote=remote)
+    return build_session(engine=engine, remote=remote, **options)
 
 
 def _check_engine(engine: str | None, remote: str | None) -> None:
@@ -126,12 +126,12 @@ def generate(
     remote: RemoteOpt = None,
 ) -> None:
     """Write a synthetic NorPD-like delivery (CONTRACT §1) with truth.json beside it."""
-    from rxcohort.generate import generate_delivery
+    from rxcohort.generate import SAIL_CONF, generate_delivery
 
     first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
     _check_engine(engine, remote)
     result = generate_delivery(
-        _spark(engine, remote),
+        _spark(engine, remote, sail_conf=SAIL_CONF),
         out_dir,
         persons=persons,
         seed=seed,

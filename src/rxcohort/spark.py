@@ -97,14 +97,18 @@ def build_session(
     engine: str | None = None,
     remote: str | None = None,
     app_name: str | None = None,
+    sail_conf: dict[str, str] | None = None,
 ) -> SparkSession:
     """A session on the chosen engine (the option, ``$RXCOHORT_ENGINE``, or conf; default sail).
 
-    Under spark-submit the session spark-submit's JVM gives is used, with its own master and
-    memory settings.
+    ``sail_conf`` overrides the embedded engine's settings from conf for this process (a job
+    with other needs, e.g. the generator's memory). Under spark-submit the session
+    spark-submit's JVM gives is used, with its own master and memory settings.
     """
     name, address = engine_choice(engine, remote)
     settings = settings or spark_settings()
+    if sail_conf:
+        settings = settings.model_copy(update={"sail_conf": {**settings.sail_conf, **sail_conf}})
     if name == "sail":
         session = _sail_session(settings)
         chosen = Engine("sail", _SAIL.get("remote"))  # type: ignore[arg-type]

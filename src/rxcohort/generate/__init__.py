@@ -10,4 +10,10 @@ from __future__ import annotations
 from rxcohort.generate.catalogue import DEFAULT_EFFECTS
 from rxcohort.generate.delivery import FileInfo, GenerateResult, generate_delivery
 
-__all__ = ["DEFAULT_EFFECTS", "FileInfo", "GenerateResult", "generate_delivery"]
+# The generator sorts every row of the delivery once, to write the files in order, and the
+# embedded engine's spilling sort cannot merge that within the default memory pool at a
+# million persons: the generator's own process runs without the pool (it peaked at 14.6 GB at
+# 1M persons). Real deliveries never pass through here.
+SAIL_CONF = {"runtime.memory_pool.type": "unbounded"}
+
+__all__ = ["DEFAULT_EFFECTS", "SAIL_CONF", "FileInfo", "GenerateResult", "generate_delivery"]
