@@ -59,9 +59,15 @@ def check_run_id(warehouse: str | Path, study_id: str, run_id: str) -> None:
     runs = Path(warehouse) / "studies" / study_id / "runs"
     if not io.table_exists(runs):
         raise RxCohortError(f"no runs recorded at {runs}; nothing to rebuild --as-of")
+    import pyarrow.parquet as pq
     from deltalake import DeltaTable
 
-    ids = DeltaTable(str(runs)).to_pyarrow_table(columns=["run_id"]).column("run_id").to_pylist()
+    # File by file on this thread: a thread pool left running at exit can abort the process.
+    ids = [
+        run
+        for uri in DeltaTable(str(runs)).file_uris()
+        for run in pq.read_table(uri, columns=["run_id"], use_threads=False)["run_id"].to_pylist()
+    ]
     if run_id not in ids:
         latest = sorted(i for i in ids if i)[-3:]
         raise RxCohortError(
