@@ -14,7 +14,7 @@ from datetime import date
 
 from rxcohort.errors import RxCohortError
 from rxcohort.generate import SAIL_CONF, generate_delivery
-from rxcohort.spark import build_session
+from rxcohort.spark import add_engine_arguments, build_session
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,8 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--defects", type=float, default=0.0)
     parser.add_argument("--ldn-rate", type=float, default=0.003)
     parser.add_argument("--gzip", action="store_true")
-    parser.add_argument("--engine", choices=("sail", "spark", "remote"), default=None)
-    parser.add_argument("--remote", default=None, help="Spark Connect address (engine remote)")
+    add_engine_arguments(parser)
     args = parser.parse_args(argv)
     try:
         result = generate_delivery(

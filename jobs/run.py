@@ -12,18 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rxcohort.spark import add_engine_arguments
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run.py", description=__doc__.splitlines()[0])
     parser.add_argument("study_file", help="a study file (cohorts/*.yaml)")
     parser.add_argument("--warehouse", default=None, help="warehouse directory")
-    parser.add_argument(
-        "--engine",
-        choices=("sail", "spark", "remote"),
-        default=None,
-        help="engine (default under spark-submit: spark; else $RXCOHORT_ENGINE or conf)",
-    )
-    parser.add_argument("--remote", default=None, help="Spark Connect address (engine remote)")
+    add_engine_arguments(parser)
     parser.add_argument("--as-of", default=None, help="rebuild a past run from its input versions")
     args = parser.parse_args(argv)
 

@@ -66,6 +66,17 @@ _ENGINES: dict[int, Engine] = {}
 _SAIL: dict[str, object] = {}
 
 
+def add_engine_arguments(parser) -> None:  # type: ignore[no-untyped-def]
+    """``--engine`` and ``--remote`` for a ``jobs/*.py`` script's argparse parser."""
+    parser.add_argument(
+        "--engine",
+        choices=("sail", "spark", "remote"),
+        default=None,
+        help="engine (default under spark-submit: spark; else $RXCOHORT_ENGINE or conf)",
+    )
+    parser.add_argument("--remote", default=None, help="Spark Connect address (engine remote)")
+
+
 def java_version() -> int | None:
     """Major version of the Java runtime classic Spark would use, or None when there is none."""
     java_home = os.environ.get("JAVA_HOME")
