@@ -27,7 +27,13 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from rxcohort.config import SparkSettings, engine_choice, spark_settings, submitted_by_spark_submit
+from rxcohort.config import (
+    ENGINES,
+    SparkSettings,
+    engine_choice,
+    spark_settings,
+    submitted_by_spark_submit,
+)
 from rxcohort.errors import RxCohortError
 from rxcohort.log import get_logger
 
@@ -70,7 +76,7 @@ def add_engine_arguments(parser) -> None:  # type: ignore[no-untyped-def]
     """``--engine`` and ``--remote`` for a ``jobs/*.py`` script's argparse parser."""
     parser.add_argument(
         "--engine",
-        choices=("sail", "spark", "remote"),
+        choices=ENGINES,
         default=None,
         help="engine (default under spark-submit: spark; else $RXCOHORT_ENGINE or conf)",
     )

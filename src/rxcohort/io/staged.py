@@ -74,7 +74,6 @@ class StagedTable:
     staging: Path
     schema: StructType
     partition_by: list[str]
-    row_group_bytes: int | None = None
     done: bool = False
 
     def frame(self) -> DataFrame:
@@ -154,9 +153,7 @@ def stage_table(
     except Exception:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return StagedTable(
-        df.sparkSession, root, staging, _nullable(df.schema), partition_by, row_group_bytes
-    )
+    return StagedTable(df.sparkSession, root, staging, _nullable(df.schema), partition_by)
 
 
 def commit_staged(
