@@ -491,3 +491,61 @@ def test_a_staged_commit_checks_its_arguments_like_write_table(spark, tmp_path):
         staged.commit(mode="overwrite", replace_where={"v": "b"})
     assert not (path / io.STAGING_DIR).exists()
     assert io.table_version(path) == 0
+
+
+# -- classic Spark reads the snapshot's file list: only when that list is the whole snapshot --
+
+
+def test_file_list_is_the_snapshot_of_a_plain_table_with_odd_partition_values(spark, tmp_path):
+    from rxcohort.io.tables import _file_list, _open
+
+    path = tmp_path / "t"
+    df = spark.createDataFrame([("a b=c/d%", 1), (None, 2), ("x", 3)], "f string, n int")
+    io.write_table(df, path, mode="error", partition_by=["f"])
+    io.write_table(
+        df.where("n = 3"), path, mode="overwrite", replace_where={"f": "x"}, partition_by=["f"]
+    )
+    files = _file_list(_open(path), path.resolve())
+    assert files is not None and len(files) == 3
+    assert all(Path(f).is_file() for f in files)
+    assert sum(pq.read_metadata(f).num_rows for f in files) == 3
+    assertDataFrameEqual(io.read_table(spark, path), df.select("n", "f"))
+
+
+@pytest.mark.parametrize(
+    "configuration",
+    [{"delta.enableDeletionVectors": "true"}, {"delta.columnMapping.mode": "name"}],
+    ids=["deletion-vectors", "column-mapping"],
+)
+def test_tables_whose_files_are_not_their_rows_are_left_to_the_delta_reader(
+    spark, tmp_path, configuration
+):
+    from deltalake import write_deltalake
+
+    from rxcohort.io.tables import _file_list, _open
+
+    path = tmp_path / "t"
+    write_deltalake(
+        str(path), pa.table({"a": pa.array([1, 2], pa.int64())}), configuration=configuration
+    )
+    assert _file_list(_open(path), path.resolve()) is None
+
+
+@pytest.mark.parametrize(
+    ("relative", "values", "expected"),
+    [
+        ("f=a/part-0.parquet", {"f": "a"}, True),
+        ("f=a%20b%3Dc/part-0.parquet", {"f": "a b=c"}, True),
+        ("f=__HIVE_DEFAULT_PARTITION__/part-0.parquet", {"f": None}, True),
+        ("y=2013/f=a/part-0.parquet", {"y": "2013", "f": "a"}, True),
+        ("f=a/y=2013/part-0.parquet", {"y": "2013", "f": "a"}, False),  # other column order
+        ("a/part-0.parquet", {"f": "a"}, False),  # not k=v
+        ("f=b/part-0.parquet", {"f": "a"}, False),  # the path disagrees with the log
+        ("part-0.parquet", {"f": "a"}, False),
+        ("part-0.parquet", {}, True),
+    ],
+)
+def test_partition_values_must_be_readable_from_the_path(relative, values, expected):
+    from rxcohort.io.tables import _is_hive_path
+
+    assert _is_hive_path(relative, values) is expected

@@ -63,7 +63,7 @@ class Engine:
     def delta(self) -> str:
         return {
             "sail": "Sail format(delta)",
-            "spark": "delta-spark",
+            "spark": "Spark's Parquet reader and writer, deltalake's log (delta-spark for SQL)",
             "remote": "server format(delta)",
         }[self.name]
 

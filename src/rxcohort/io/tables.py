@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -19,10 +20,12 @@ from pyspark.sql.types import StructType
 from rxcohort.errors import CommitConflictError, RxCohortError, TableExistsError, TableNotFoundError
 from rxcohort.io.stats import partition_value_to_string
 from rxcohort.log import get_logger
+from rxcohort.spark import session_engine
 
 log = get_logger("io")
 
 WriteMode = Literal["error", "append", "overwrite"]
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,16 +170,83 @@ def add_actions(table) -> list[dict[str, Any]]:
 def read_table(spark: SparkSession, path: str | Path, *, version: int | None = None) -> DataFrame:
     """The table (or the snapshot at ``version``) as a DataFrame, in the table's column order.
 
-    Every engine reads through its own Delta reader (``format("delta")``): it knows the
-    partition columns, deletion vectors and checkpoints, and prunes files on statistics.
+    Connect engines (Sail, a remote server) read through their own Delta reader
+    (``format("delta")``). Classic Spark reads the snapshot's Parquet files as ``deltalake``
+    lists them from the log, when that list is the whole snapshot (see
+    :func:`_file_list`); otherwise through delta-spark. Both give the rows of exactly
+    that version; the file list spares delta-spark's log replay in Spark jobs, paid again on
+    every query of a time-travel read (the study pins every input version), which made the
+    classic engine's study two to three times slower than plain Parquet reads.
     """
-    schema = table_schema(path, version=version)  # also: a clear error for a missing version
+    table = _open(path, version)  # also: a clear error for a missing version
+    schema = StructType.fromJson(json.loads(table.schema().to_json()))
+    if session_engine(spark).name == "spark":
+        files = _file_list(table, Path(path).resolve())
+        if files is not None:
+            return _read_files(spark, files, Path(path).resolve(), table, schema)
     reader = spark.read.format("delta")
     if version is not None:
         reader = reader.option("versionAsOf", version)
     return reader.load(str(Path(path).resolve())).select(
         *[F.col(f"`{n}`") for n in schema.fieldNames()]
     )
+
+
+# Reader features whose tables' rows are exactly their data files' rows, read as plain Parquet.
+_PLAIN_READER_FEATURES = frozenset(
+    {"timestampNtz", "v2Checkpoint", "vacuumProtocolCheck", "checkpointProtection"}
+)
+
+
+def _file_list(table: Any, root: Path) -> list[str] | None:
+    """The snapshot's data files when reading them as Parquet gives the snapshot's rows.
+
+    None when it would not: deletion vectors, column mapping or another reader feature that
+    changes what a file's rows mean, or partition values that are not in ``k=v`` directories
+    (the reader takes them from the paths).
+    """
+    protocol = table.protocol()
+    features = set(protocol.reader_features or [])
+    if protocol.min_reader_version == 2 or not features <= _PLAIN_READER_FEATURES:
+        return None
+    columns = list(table.metadata().partition_columns)
+    files = []
+    for action in add_actions(table):
+        relative = unquote(action["path"])
+        if "://" in relative or relative.startswith("/"):
+            return None  # files outside the table (a shallow clone): leave them to delta-spark
+        values = {c: action["partition_values"].get(c) for c in columns}
+        if set(action["partition_values"]) != set(columns) or not _is_hive_path(relative, values):
+            return None
+        files.append(str(root / relative))
+    return files
+
+
+def _is_hive_path(relative: str, values: Mapping[str, str | None]) -> bool:
+    """True when ``relative`` lies in the ``k=v`` directories of its partition values, as
+    Spark's reader parses them (``%XX`` escapes decoded, Hive's null marker)."""
+    directories = relative.split("/")[:-1]
+    if len(directories) != len(values):
+        return False
+    for directory, (key, value) in zip(directories, values.items(), strict=True):
+        name, sep, raw = directory.partition("=")
+        if not sep or name != key:
+            return False
+        if (None if raw == _HIVE_NULL else unquote(raw)) != value:
+            return False
+    return True
+
+
+def _read_files(
+    spark: SparkSession, files: list[str], root: Path, table: Any, schema: StructType
+) -> DataFrame:
+    if not files:
+        return spark.createDataFrame([], schema)
+    reader = spark.read.schema(schema)
+    if table.metadata().partition_columns:
+        # The partition values come from the k=v directories, typed by the table's schema.
+        reader = reader.option("basePath", str(root))
+    return reader.parquet(*files).select(*[F.col(f"`{n}`") for n in schema.fieldNames()])
 
 
 def write_table(
@@ -209,6 +279,18 @@ def write_table(
     df = column_order(df, path, partition_by)
     # Checked before any file is written, and again by the commit (another writer may come first).
     _check_target(df.schema, path, partition_by, mode, replace_where)
+    if session_engine(df.sparkSession).name == "spark":
+        return _write_staged(
+            df,
+            path,
+            mode=mode,
+            partition_by=partition_by,
+            replace_where=replace_where,
+            sort_within_partitions=sort_within_partitions,
+            commit_info=commit_info,
+            cluster=cluster,
+            row_group_bytes=row_group_bytes,
+        )
     laid_out = _layout(df, partition_by, list(sort_within_partitions or []), cluster=cluster)
     return _write_native(
         laid_out,
@@ -219,6 +301,38 @@ def write_table(
         commit_info=commit_info,
         row_group_bytes=row_group_bytes,
     )
+
+
+def _write_staged(
+    df: DataFrame,
+    path: str | Path,
+    *,
+    mode: WriteMode,
+    partition_by: list[str],
+    replace_where: Mapping[str, Any] | None,
+    sort_within_partitions: Sequence[str] | None,
+    commit_info: Mapping[str, str] | None,
+    cluster: bool,
+    row_group_bytes: int | None,
+) -> int:
+    """Classic Spark: the engine writes the Parquet files, ``deltalake`` commits them.
+
+    delta-spark's own commit costs about a second per table on a small machine (a snapshot
+    rebuilt in Spark jobs before and after each commit), five times a ``deltalake`` commit of
+    the same files; a study writes fifteen tables (benchmarks/README.md, "The classic spark
+    engine").
+    """
+    from rxcohort.io.staged import stage_table
+
+    staged = stage_table(
+        df,
+        path,
+        partition_by=partition_by,
+        sort_within_partitions=sort_within_partitions,
+        cluster=cluster,
+        row_group_bytes=row_group_bytes,
+    )
+    return staged.commit(mode=mode, replace_where=replace_where, commit_info=commit_info)
 
 
 def _check_partition_columns(columns: Sequence[str], partition_by: list[str]) -> None:
