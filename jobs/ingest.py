@@ -4,7 +4,7 @@
 
 Thin on purpose: the work is :func:`rxcohort.ingest.ingest_delivery`, the same function the
 ``rxcohort ingest`` command calls. Exit status 0 on success, 1 with one line on stderr when the
-delivery or a quality gate stops the ingest.
+delivery or a quality gate stops the ingest, 4 when another writer holds the warehouse.
 """
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="directory of the expectation suites (default: the checkout's expectations/)",
     )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        help="seconds to wait for another writer of the warehouse (default: fail at once)",
+    )
     args = parser.parse_args(argv)
 
     from rxcohort.config import app_settings
@@ -41,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             warehouse=warehouse,
             progress=lambda message: print(f"... {message}", file=sys.stderr),
             expectations_dir=args.expectations,
+            lock_wait=args.wait,
         )
     except RxCohortError as exc:
         print(f"rxcohort ingest: {exc}", file=sys.stderr)

@@ -4,7 +4,8 @@
 
 Thin on purpose: the work is :func:`rxcohort.study.run_study`, the same function the
 ``rxcohort run`` command calls. The study file is validated before Spark starts. Exit status 0
-on success; 2 for an invalid study file, 1 for any other problem, with one line on stderr.
+on success; 2 for an invalid study file, 4 when another writer holds the warehouse, 1 for any
+other problem, with one line on stderr.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warehouse", default=None, help="warehouse directory")
     add_engine_arguments(parser)
     parser.add_argument("--as-of", default=None, help="rebuild a past run from its input versions")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        help="seconds to wait for another writer of the warehouse (default: fail at once)",
+    )
     args = parser.parse_args(argv)
 
     from rxcohort.config import app_settings
@@ -45,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             warehouse=warehouse,
             as_of=args.as_of,
             progress=lambda message: print(f"... {message}", file=sys.stderr),
+            lock_wait=args.wait,
         )
     except RxCohortError as exc:
         print(f"rxcohort run: {exc}", file=sys.stderr)

@@ -6,6 +6,7 @@ traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -24,8 +25,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+def _console(*, stderr: bool = False) -> Console:
+    # Not on a terminal (a pipe, a log file, a scheduler) Rich would cut tables at 80 columns;
+    # there is no screen to fit, so give lines room ($COLUMNS still wins).
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or "COLUMNS" in os.environ else 200
+    return Console(stderr=stderr, width=width)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 _STATE = {"debug": False}
 
@@ -57,6 +68,25 @@ RemoteOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        help="Seconds to wait for another writer of the warehouse to finish (default: fail at once).",
+        min=0,
+    ),
+]
+
+
+def _writing(warehouse: Path, command: str, wait: float, *, create: bool = False):
+    """The warehouse's write lock, taken before any engine starts (see rxcohort.lock)."""
+    from rxcohort.lock import warehouse_lock
+
+    return warehouse_lock(
+        warehouse, command=command, wait_seconds=wait, create=create, say=_progress
+    )
 
 
 def _warehouse(value: Path | None) -> Path:
@@ -150,17 +180,20 @@ def ingest(
     warehouse: WarehouseOpt = None,
     engine: EngineOpt = None,
     remote: RemoteOpt = None,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Load a delivery into bronze, silver and quarantine, gated by the quality suites. Safe to repeat."""
     from rxcohort.preflight import check_delivery
 
     check_delivery(delivery_dir)
     _check_engine(engine, remote)
-    from rxcohort.ingest import ingest_delivery
+    root = _warehouse(warehouse)
+    with _writing(root, "ingest", wait, create=True):
+        from rxcohort.ingest import ingest_delivery
 
-    result = ingest_delivery(
-        _spark(engine, remote), delivery_dir, warehouse=_warehouse(warehouse), progress=_progress
-    )
+        result = ingest_delivery(
+            _spark(engine, remote), delivery_dir, warehouse=root, progress=_progress
+        )
     print_summary(f"Ingested {delivery_dir}", result.summary_rows())
 
 
@@ -184,6 +217,7 @@ def run(
     ] = None,
     engine: EngineOpt = None,
     remote: RemoteOpt = None,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Build the study's cohort, outcomes, statistics, persistence and report."""
     from rxcohort.preflight import check_run_id, check_warehouse
@@ -194,11 +228,12 @@ def run(
     if as_of is not None:
         check_run_id(root, study.study_id, as_of)
     _check_engine(engine, remote)
-    from rxcohort.study import run_study
+    with _writing(root, "run", wait):
+        from rxcohort.study import run_study
 
-    result = run_study(
-        _spark(engine, remote), study_file, warehouse=root, as_of=as_of, progress=_progress
-    )
+        result = run_study(
+            _spark(engine, remote), study_file, warehouse=root, as_of=as_of, progress=_progress
+        )
     print_summary(f"Study {result.study_id}", result.summary_rows())
 
 
@@ -208,19 +243,22 @@ def demo(
     persons: Annotated[int | None, typer.Option(help="Persons in the synthetic delivery.")] = None,
     engine: EngineOpt = None,
     remote: RemoteOpt = None,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Generate a synthetic delivery, ingest it and run the reference study."""
     from rxcohort.demo import reference_study_path, run_demo
 
     reference_study_path(_demo_study())  # found before any engine starts
     _check_engine(engine, remote)
-    run_demo(
-        _spark(engine, remote),
-        warehouse=_warehouse(warehouse),
-        persons=persons,
-        progress=_progress,
-        console=console,
-    )
+    root = _warehouse(warehouse)
+    with _writing(root, "demo", wait, create=True):
+        run_demo(
+            _spark(engine, remote),
+            warehouse=root,
+            persons=persons,
+            progress=_progress,
+            console=console,
+        )
 
 
 @app.command()
@@ -250,15 +288,18 @@ def report(
     warehouse: WarehouseOpt = None,
     engine: EngineOpt = None,
     remote: RemoteOpt = None,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Rebuild the study's HTML report (studies/<study_id>/report.html) from its tables."""
     from rxcohort.preflight import check_study_tables
 
-    check_study_tables(_warehouse(warehouse), study_id)
+    root = _warehouse(warehouse)
+    check_study_tables(root, study_id)
     _check_engine(engine, remote)
-    from rxcohort.report import build_report
+    with _writing(root, "report", wait):
+        from rxcohort.report import build_report
 
-    path = build_report(_spark(engine, remote), warehouse=_warehouse(warehouse), study_id=study_id)
+        path = build_report(_spark(engine, remote), warehouse=root, study_id=study_id)
     print_summary(f"Report {study_id}", [("report", str(path))])
 
 
@@ -292,6 +333,39 @@ def sql(
         limit=limit,
         console=console,
     )
+
+
+@app.command()
+def lock(
+    warehouse: WarehouseOpt = None,
+    clear: Annotated[
+        bool,
+        typer.Option(
+            "--clear",
+            help="Clear the record of a writer that crashed (never a live writer's lock).",
+        ),
+    ] = False,
+) -> None:
+    """Show who holds the warehouse's write lock, or who last held it. Starts no Spark."""
+    from rxcohort.lock import clear_stale_record, lock_state
+    from rxcohort.preflight import check_warehouse
+
+    root = check_warehouse(_warehouse(warehouse))
+    state = lock_state(root)
+    if clear:
+        if state.held:
+            clear_stale_record(root)  # raises, naming the live holder
+        cleared = state.holder is not None and not state.holder.released
+        clear_stale_record(root)
+        console.print(
+            "cleared the record of a writer that ended without releasing the lock"
+            if cleared
+            else "nothing to clear: " + state.describe()
+        )
+        return
+    console.print(state.describe())
+    if state.held:
+        raise typer.Exit(4)
 
 
 @app.command()
@@ -335,7 +409,9 @@ def _parse_date(value: str, option: str) -> date:
 def main() -> None:
     """Console entry point: one clear line and a non-zero status on any error."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a typer.Exit(n) inside a command comes back as n
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
         sys.exit(code or 0)

@@ -52,6 +52,7 @@ from rxcohort.ingest.tables import (
     TABLES,
     WarehousePaths,
 )
+from rxcohort.lock import warehouse_lock
 from rxcohort.log import get_logger
 from rxcohort.quality import (
     ExpectationOutcome,
@@ -66,7 +67,7 @@ from rxcohort.spark import pandas_validation_rows as default_pandas_validation_r
 
 log = get_logger("ingest")
 # Intermediate results of one ingest, under the warehouse; removed when the ingest ends.
-SCRATCH_DIR = "_rxcohort_scratch"
+SCRATCH_DIR = io.SCRATCH_DIR
 # Parquet row groups of silver/dispensings (rows sorted by ATC code within each file).
 SILVER_ROW_GROUP_BYTES = 2 * 1024 * 1024
 Progress = Callable[[str], None]
@@ -186,14 +187,38 @@ def ingest_delivery(
     progress: Progress | None = None,
     expectations_dir: str | Path | None = None,
     pandas_validation_rows: int | None = None,
+    lock_wait: float = 0.0,
 ) -> IngestResult:
     """Load one delivery into the warehouse (see the module docstring). Safe to repeat.
 
     ``expectations_dir`` holds the suites (default: the checkout's ``expectations/``); a silver
     table of at most ``pandas_validation_rows`` rows is validated with GX's pandas engine,
     a larger one with GX's Spark engine (default: the engine's own
-    :func:`rxcohort.spark.pandas_validation_rows`).
+    :func:`rxcohort.spark.pandas_validation_rows`). The warehouse's write lock is held
+    throughout (waited for up to ``lock_wait`` seconds, see :mod:`rxcohort.lock`).
     """
+    with warehouse_lock(
+        warehouse, command="ingest", wait_seconds=lock_wait, create=True, say=progress
+    ):
+        return _ingest_delivery(
+            spark,
+            delivery_dir,
+            warehouse=warehouse,
+            progress=progress,
+            expectations_dir=expectations_dir,
+            pandas_validation_rows=pandas_validation_rows,
+        )
+
+
+def _ingest_delivery(
+    spark: SparkSession,
+    delivery_dir: str | Path,
+    *,
+    warehouse: str | Path,
+    progress: Progress | None,
+    expectations_dir: str | Path | None,
+    pandas_validation_rows: int | None,
+) -> IngestResult:
     say: Progress = progress or (lambda message: None)
     paths = WarehousePaths(warehouse)
     suites = load_suites(expectations_dir or default_expectations_dir(), SUITES.values())

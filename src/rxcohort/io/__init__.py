@@ -26,9 +26,11 @@ this process sees (local disk or a mount), for every engine.
 from __future__ import annotations
 
 from rxcohort.io.staged import (
+    SCRATCH_DIR,
     STAGING_DIR,
     StagedTable,
     commit_staged,
+    remove_leftovers,
     remove_uncommitted_files,
     stage_table,
 )
@@ -45,12 +47,14 @@ from rxcohort.io.tables import (
 )
 
 __all__ = [
+    "SCRATCH_DIR",
     "STAGING_DIR",
     "StagedTable",
     "WriteMode",
     "commit_staged",
     "partition_columns",
     "read_table",
+    "remove_leftovers",
     "remove_uncommitted_files",
     "stage_table",
     "table_exists",

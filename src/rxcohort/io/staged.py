@@ -50,6 +50,8 @@ from rxcohort.log import get_logger
 log = get_logger("io")
 
 STAGING_DIR = "_rxcohort_staging"
+# The ingest's scratch space: <warehouse>/_rxcohort_scratch/<load id>, removed at its end.
+SCRATCH_DIR = "_rxcohort_scratch"
 _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
@@ -317,6 +319,26 @@ def remove_uncommitted_files(path: str | Path, *, older_than_seconds: float = 36
             continue
         if rel not in referenced and file.stat().st_mtime < cutoff:
             file.unlink()
+            removed += 1
+    return removed
+
+
+def remove_leftovers(warehouse: str | Path) -> int:
+    """Delete every writer's private directories in ``warehouse``: the ingest's scratch space
+    and each table's staged files, which no commit names and no reader lists.
+
+    Only for the holder of the warehouse's write lock (:mod:`rxcohort.lock`): with it held no
+    other rxcohort writer can be between staging and committing, so whatever is there was left
+    by a writer that crashed or was killed. Returns the number of directories removed.
+    """
+    root = Path(warehouse)
+    found = [root / SCRATCH_DIR]
+    for pattern in (f"*/*/{STAGING_DIR}", f"studies/*/*/{STAGING_DIR}"):
+        found.extend(root.glob(pattern))
+    removed = 0
+    for directory in found:
+        if directory.is_dir():
+            shutil.rmtree(directory, ignore_errors=True)
             removed += 1
     return removed
 

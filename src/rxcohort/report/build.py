@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from rxcohort import io
 from rxcohort.errors import ConfigError, TableNotFoundError
+from rxcohort.lock import warehouse_lock
 from rxcohort.log import get_logger
 from rxcohort.preflight import check_study_tables
 from rxcohort.report import summaries
@@ -64,6 +65,13 @@ def build_report(
     succeeded run in the ``runs`` table is used. Every section whose tables are missing says so;
     the report is only refused when the study has no tables at all.
     """
+    with warehouse_lock(warehouse, command="report"):
+        return _build_report(spark, warehouse=warehouse, study_id=study_id, study=study, run=run)
+
+
+def _build_report(
+    spark: SparkSession, *, warehouse: str | Path, study_id: str, study: Study | None, run: Any
+) -> Path:
     study_dir = check_study_tables(warehouse, study_id)
     data = collect_report_data(
         spark, warehouse=Path(warehouse), study_id=study_id, study=study, run=run

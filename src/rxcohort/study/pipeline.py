@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from rxcohort import io
 from rxcohort.errors import RxCohortError, TableNotFoundError
+from rxcohort.lock import warehouse_lock
 from rxcohort.log import get_logger
 from rxcohort.study.build import (
     StudyTables,
@@ -126,8 +127,24 @@ def run_study(
     warehouse: str | Path,
     as_of: str | None = None,
     progress: Progress | None = None,
+    lock_wait: float = 0.0,
 ) -> StudyRun:
-    """Build and write the study's tables; record the run. See the module docstring."""
+    """Build and write the study's tables; record the run. See the module docstring.
+
+    The warehouse's write lock is held throughout (waited for up to ``lock_wait`` seconds).
+    """
+    with warehouse_lock(warehouse, command="run", wait_seconds=lock_wait, say=progress):
+        return _run_study(spark, study_file, warehouse=warehouse, as_of=as_of, progress=progress)
+
+
+def _run_study(
+    spark: SparkSession,
+    study_file: str | Path,
+    *,
+    warehouse: str | Path,
+    as_of: str | None,
+    progress: Progress | None,
+) -> StudyRun:
     say = progress or (lambda message: None)
     warehouse = Path(warehouse)
     source = load_study_source(study_file)
@@ -241,7 +258,7 @@ def run_analyses(
     from rxcohort.study.analyses import run_persistence, run_statistics
 
     study = inputs.study
-    commit_info = {"run_id": inputs.run_id, "study_id": study.study_id}
+    commit_info = {"rxcohort.run_id": inputs.run_id, "rxcohort.study_id": study.study_id}
     versions: dict[str, int] = {}
     rows: list[tuple[str, str]] = []
     if inputs.n_persons == 0:
