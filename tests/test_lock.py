@@ -186,6 +186,24 @@ def test_the_command_names_the_holder_in_one_line_before_any_engine(tmp_path, ch
         timeout=120,
     )
     assert shown.returncode == 4 and "locked: `ingest`" in shown.stdout
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    for table in ("silver/dispensings", "silver/persons"):
+        write_deltalake(str(wh / table), pa.table({"x": [1]}))
+    began = time.monotonic()
+    refused = subprocess.run(
+        [sys.executable, "-m", "rxcohort.cli", "run", str(STUDY), "-w", str(wh)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert refused.returncode == 4
+    assert refused.stderr.startswith("rxcohort: warehouse ") and "`ingest`" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "engine:" not in refused.stderr  # refused before any engine started
+    assert time.monotonic() - began < 30
     release.set()
 
 

@@ -313,6 +313,26 @@ MISTAKES = {
         "- just\n- a list\n",
         "cohorts/x.yaml: expected a mapping of study settings at the top level",
     ),
+    "impossible date": (
+        edit("{start: 2013-01-01, end: 2013-12-31}", "{start: 2013-01-01, end: 2013-13-31}"),
+        "cohorts/x.yaml: index_period.end: Input should be a valid date or datetime, month value "
+        "is outside expected range of 1-12, got '2013-13-31'",
+    ),
+    "misspelt required key: the misspelling first, then what is missing": (
+        edit("windows:\n", "windws:\n"),
+        "cohorts/x.yaml: 2 problems: windws: unknown key (did you mean 'windows'?); windows: is "
+        "required",
+    ),
+    "every problem at once": (
+        edit(
+            "opioids: [N02A]",
+            "opioids: [N2A]",
+            edit("schema_version: 1", "schema_version: 2", edit("title:", "titel:")),
+        ),
+        "cohorts/x.yaml: 4 problems: titel: unknown key (did you mean 'title'?); schema_version: "
+        "this rxcohort reads schema_version 1, not 2; title: is required; drug_groups.opioids[0]: "
+        "'N2A' is not an ATC code or prefix (one of the levels N, N02, N02A, N02AA, N02AA01)",
+    ),
 }
 
 
@@ -371,7 +391,7 @@ def test_rxcohort_check_prints_the_study_and_fails_on_a_bad_file(tmp_path, monke
 
     monkeypatch.setattr(sys, "argv", ["rxcohort", "check", str(REFERENCE)])
     cli.main()  # returns normally: exit status 0
-    assert "Criterion prior_opioid_use" in capsys.readouterr().out.replace("\n", " ")
+    assert "Criterion prior_opioid_use" in " ".join(capsys.readouterr().out.split())
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(edit("drug_group: opioids", "drug_group: opiods"), encoding="utf-8")

@@ -73,7 +73,15 @@ def parse_study(text: str, *, study_id: str, source: str) -> StudySource:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice (PyYAML silently keeps the last one)."""
+    """SafeLoader that refuses a key given twice (PyYAML silently keeps the last one) and
+    leaves dates as text: the study model parses them, so that an impossible date
+    (``2013-13-31``) is reported with its field instead of failing inside the YAML parser."""
+
+
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
@@ -107,7 +115,7 @@ def _parse_yaml(text: str, source: str) -> Any:
 
 
 def format_validation_error(exc: ValidationError) -> str:
-    """The first problem as ``<field path>: <reason>``, with a count of any others."""
+    """Every problem as ``<field path>: <reason>``, unknown keys first, in one line."""
     errors = exc.errors(include_url=False)
     # A bad item also makes its container fail (e.g. an emptied list): report the item only.
     errors = [
@@ -115,9 +123,12 @@ def format_validation_error(exc: ValidationError) -> str:
         for e in errors
         if not any(o is not e and o["loc"][: len(e["loc"])] == e["loc"] for o in errors)
     ] or errors
-    first = _format_one(errors[0])
-    more = len(errors) - 1
-    return f"{first} (and {more} more problem{'s' if more > 1 else ''})" if more else first
+    # A misspelt key is usually why a required one is missing: name it first.
+    errors = sorted(errors, key=lambda e: e["type"] != "extra_forbidden")
+    problems = list(dict.fromkeys(_format_one(e) for e in errors))
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems: " + "; ".join(problems)
 
 
 def _format_one(error: dict[str, Any]) -> str:
