@@ -72,3 +72,31 @@ def test_a_wrong_argument_is_one_line_before_any_engine(tmp_path, args, expected
     assert lines[0].startswith("rxcohort: ") and expected in lines[0]
     assert "engine:" not in proc.stderr  # the session factory logs this line when it starts one
     assert not (tmp_path / "no-warehouse").exists()
+
+
+@pytest.mark.parametrize("engine", ["sail", "spark"])
+def test_sql_leaves_nothing_in_the_working_directory(tmp_path, engine):
+    if engine == "spark":
+        from test_cross_engine import _skip_without_classic_spark
+
+        _skip_without_classic_spark()
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    wh = tmp_path / "wh"
+    write_deltalake(str(wh / "silver" / "persons"), pa.table({"x": [1, 2, 3]}))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {**os.environ, "RXCOHORT_ENV": "test", "RXCOHORT_ENGINE": engine}
+    proc = subprocess.run(
+        [sys.executable, "-m", "rxcohort.cli", "sql", "SELECT count(*) AS n FROM silver.persons"]
+        + ["-w", str(wh)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "3" in proc.stdout
+    assert list(cwd.iterdir()) == []  # no spark-warehouse/, no metastore, no logs

@@ -257,6 +257,10 @@ def _classic_session(settings: SparkSettings, *, app_name: str | None) -> SparkS
 
         # The JARs fetched at install time; spark-submit users pass --jars and these settings.
         spark_conf.update(delta_spark_conf())
+    if "spark.sql.warehouse.dir" not in spark_conf and not submitted_by_spark_submit():
+        # Spark's own catalog would make ./spark-warehouse wherever the command runs; rxcohort
+        # keeps no tables in it (its warehouse is the Delta directory tree).
+        spark_conf["spark.sql.warehouse.dir"] = _private_dir("rxcohort-spark-catalog-")
     for key, value in spark_conf.items():
         builder = builder.config(key, value)
     # PySpark's builder turns into a Spark Connect client while SPARK_REMOTE is set, and its
@@ -278,6 +282,13 @@ def _classic_session(settings: SparkSettings, *, app_name: str | None) -> SparkS
             "(see docs/cluster.md)"
         )
     return session
+
+
+def _private_dir(prefix: str) -> str:
+    """A temporary directory of this process, removed when it exits."""
+    directory = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, directory, True)
+    return directory
 
 
 def pandas_validation_rows(spark: SparkSession) -> int:
