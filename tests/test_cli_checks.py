@@ -74,6 +74,9 @@ def test_a_wrong_argument_is_one_line_before_any_engine(tmp_path, args, expected
     assert not (tmp_path / "no-warehouse").exists()
 
 
+SQL_COMMAND = (sys.executable, "-m", "rxcohort.cli", "sql")
+
+
 @pytest.mark.parametrize("engine", ["sail", "spark"])
 def test_sql_leaves_nothing_in_the_working_directory(tmp_path, engine):
     if engine == "spark":
@@ -89,8 +92,7 @@ def test_sql_leaves_nothing_in_the_working_directory(tmp_path, engine):
     cwd.mkdir()
     env = {**os.environ, "RXCOHORT_ENV": "test", "RXCOHORT_ENGINE": engine}
     proc = subprocess.run(
-        [sys.executable, "-m", "rxcohort.cli", "sql", "SELECT count(*) AS n FROM silver.persons"]
-        + ["-w", str(wh)],
+        [*SQL_COMMAND, "SELECT count(*) AS n FROM silver.persons", "-w", str(wh)],
         capture_output=True,
         text=True,
         env=env,
