@@ -313,6 +313,22 @@ def test_a_failed_hard_expectation_commits_nothing(spark, loaded, repo_root):
     assert "Gate closed: 1 hard expectation(s) failed" in report.read_text(encoding="utf-8")
 
 
+def test_a_gate_on_delivered_files_names_the_files(spark, tmp_path):
+    delivery = write_delivery(
+        tmp_path / "delivery",
+        dispensings={
+            2013: [dispensing("X1")],
+            2009: [dispensing("X2", dispense_date="2009-05-02")],
+        },
+    )
+    with pytest.raises(QualityGateError) as info:
+        ingest_delivery(spark, delivery, warehouse=tmp_path / "wh")
+    assert (
+        "raw_files: expect_column_values_to_be_in_set(file_year_in_period) "
+        "(file dispensings_2009.csv)" in str(info.value)
+    )
+
+
 def test_a_corrected_year_replaces_only_that_file(spark, loaded):
     warehouse = loaded.root / "warehouse-redelivery"
     shutil.copytree(loaded.warehouse, warehouse)

@@ -57,6 +57,7 @@ from rxcohort.log import get_logger
 from rxcohort.quality import (
     ExpectationOutcome,
     load_suites,
+    name_failing_files,
     render_quality_report,
     require_hard_expectations,
     run_suite,
@@ -427,7 +428,8 @@ class _IngestRun:
             "prescribers": silver["prescribers"],
             "dispensings": _dispensings_view(silver["dispensings"], silver["prescribers"]),
         }
-        outcomes = run_suite(suites[SUITES["raw"]], self._raw_profile(statuses))
+        profile = self._raw_profile(statuses)
+        outcomes = name_failing_files(run_suite(suites[SUITES["raw"]], profile), profile)
         for table in TABLES:
             outcomes += run_suite(
                 suites[SUITES[table]],

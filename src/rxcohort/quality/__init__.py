@@ -9,6 +9,7 @@ from __future__ import annotations
 from rxcohort.quality.report import render_quality_report
 from rxcohort.quality.runner import (
     ExpectationOutcome,
+    name_failing_files,
     outcome_from_result,
     require_hard_expectations,
     run_suite,
@@ -20,6 +21,7 @@ __all__ = [
     "Suite",
     "load_suite",
     "load_suites",
+    "name_failing_files",
     "outcome_from_result",
     "render_quality_report",
     "require_hard_expectations",

@@ -64,6 +64,8 @@ class ExpectationOutcome:
     observed: dict[str, Any] = field(default_factory=dict)
     arguments: dict[str, Any] = field(default_factory=dict)
     why: str | None = None
+    # Where it failed, when the rows are files (the raw_files suite): their names.
+    files: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -142,6 +144,11 @@ def require_hard_expectations(
 
 def _count_text(outcome: ExpectationOutcome) -> str:
     count = outcome.observed.get("unexpected_count")
+    if outcome.files:
+        shown = ", ".join(outcome.files[:5])
+        more = f" and {len(outcome.files) - 5} more" if len(outcome.files) > 5 else ""
+        noun = "file" if len(outcome.files) == 1 else "files"
+        return f" ({noun} {shown}{more})"
     if _is_number(count):
         return f" ({int(count)} rows)"
     value = outcome.observed.get("observed_value")
@@ -191,3 +198,45 @@ def _is_spark_frame(data: Any) -> bool:
     from pyspark.sql import DataFrame
 
     return isinstance(data, DataFrame)
+
+
+def name_failing_files(
+    outcomes: list[ExpectationOutcome], profile: Any
+) -> list[ExpectationOutcome]:
+    """``outcomes`` of a suite run on a per-file profile (pandas, one row per ``source_file``)
+    with each failed column expectation naming the files that break it.
+
+    File names are the delivery's, never person-level, so a gate message may carry them.
+    """
+    from dataclasses import replace
+
+    out = []
+    for outcome in outcomes:
+        if not outcome.success and outcome.column in profile.columns:
+            failing = _failing_rows(outcome, profile)
+            if failing is not None and failing.any():
+                names = tuple(sorted(str(n) for n in profile.loc[failing, "source_file"]))
+                outcome = replace(outcome, files=names)
+        out.append(outcome)
+    return out
+
+
+def _failing_rows(outcome: ExpectationOutcome, profile: Any) -> Any:
+    """The rows of ``profile`` that break a column expectation (None for kinds not covered)."""
+    values = profile[outcome.column]
+    kwargs = outcome.arguments
+    if outcome.expectation == "expect_column_values_to_be_in_set":
+        return ~values.isin(list(kwargs.get("value_set") or []))
+    if outcome.expectation == "expect_column_values_to_be_between":
+        low, high = kwargs.get("min_value"), kwargs.get("max_value")
+        bad = values.isna()
+        if low is not None:
+            bad |= values < low
+        if high is not None:
+            bad |= values > high
+        return bad
+    if outcome.expectation == "expect_column_values_to_not_be_null":
+        return values.isna()
+    if outcome.expectation == "expect_column_values_to_be_unique":
+        return values.duplicated(keep=False)
+    return None
