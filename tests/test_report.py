@@ -600,3 +600,32 @@ def test_report_on_the_demo_warehouse(spark, request):
     for section in ("study", "attrition", "table1", "ddd", "provenance"):
         assert page.sections[section] == "available", section
     assert not [c for c in page.counts if c.strip() in {"1", "2", "3", "4"}]
+
+
+def test_a_trajectory_is_drawn_whole_or_not_at_all():
+    from rxcohort.report.plotdata import hidden_series, plottable_trajectories
+
+    rows = [
+        # ldn_1 / opioids: months with 0 and with 7 users, and one month with 3 users.
+        ("ldn_1", "opioids", -1, 40, 0, 0.0, 0.0, None, None),
+        ("ldn_1", "opioids", 0, 40, 3, 0.4, 1.5, 0.0, 0.9),
+        ("ldn_1", "opioids", 1, 40, 7, 1.2, 2.5, 0.4, 2.0),
+        # ldn_1 / nsaids: every month 0 or >= 5 users: drawn, zeros included.
+        ("ldn_1", "nsaids", -1, 40, 0, 0.0, 0.0, None, None),
+        ("ldn_1", "nsaids", 0, 40, 6, 0.9, 2.0, 0.3, 1.5),
+    ]
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "exposure_group", "drug_group", "month", "n_persons", "n_users",
+            "mean_ddd", "sd_ddd", "ci_low", "ci_high",
+        ],
+    )  # fmt: skip
+    shown = plottable_trajectories(frame)
+    opioids = shown[shown["drug_group"] == "opioids"]
+    nsaids = shown[shown["drug_group"] == "nsaids"]
+    # Not only the month with 3 users: the whole line, so no drawn point depends on its count.
+    assert opioids["hidden"].all() and opioids["mean_ddd"].isna().all()
+    assert not nsaids["hidden"].any()
+    assert nsaids["mean_ddd"].tolist() == [0.0, 0.9]
+    assert hidden_series(shown) == [("ldn_1", "opioids")]

@@ -379,10 +379,15 @@ def test_trajectory_interval_is_the_t_interval_of_the_mean():
         ("ldn_1", 1),
         ("ldn_4plus", 0),
     ]
-    # scipy.stats.t.interval(0.95, 3, loc=mean, scale=sd / 2)
-    assert out.loc[0, "ci_low"] == pytest.approx(-3.2736694579263945, rel=1e-10)
+    # scipy.stats.t.interval(0.95, 3, loc=mean, scale=sd / 2) gives (-3.2737, 6.2737) and
+    # (-2.8749, 10.8749); DDD per person per month is not negative, so the lower limits are 0.
+    from scipy import stats as scipy_stats
+
+    low, high = scipy_stats.t.interval(0.95, 3, loc=1.5, scale=3.0 / 2)
+    assert low < 0 and out.loc[0, "ci_low"] == 0.0
+    assert out.loc[0, "ci_high"] == pytest.approx(high, rel=1e-10)
     assert out.loc[0, "ci_high"] == pytest.approx(6.2736694579263945, rel=1e-10)
-    assert out.loc[1, "ci_low"] == pytest.approx(-2.8748697637178164, rel=1e-10)
+    assert out.loc[1, "ci_low"] == 0.0
     assert out.loc[1, "ci_high"] == pytest.approx(10.874869763717816, rel=1e-10)
     assert out.loc[2, "ci_low"] is pd.NA  # nobody used the drug: no spread, no interval
     assert out.loc[3, "ci_low"] is pd.NA and out.loc[3, "sd_ddd"] is pd.NA

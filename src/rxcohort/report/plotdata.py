@@ -38,13 +38,16 @@ def _as_float(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def add_mean_ci(frame: pd.DataFrame, *, n: str = "n_persons", mean: str, sd: str) -> pd.DataFrame:
-    """ci_low, ci_high: mean ± t(0.975, n − 1) · sd / √n; NaN below 2 persons or without sd."""
+    """ci_low, ci_high: mean ± t(0.975, n − 1) · sd / √n; NaN below 2 persons or without sd.
+
+    For DDD means: the lower limit is cut at 0 (a group's DDD is not negative).
+    """
     out = _as_float(frame, [n, mean, sd])
     counts = out[n].to_numpy(dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         half = stats.t.ppf(0.975, counts - 1) * out[sd].to_numpy(dtype=float) / np.sqrt(counts)
     half = np.where(counts >= 2, half, np.nan)
-    out["ci_low"] = out[mean] - half
+    out["ci_low"] = np.maximum(out[mean] - half, 0.0)
     out["ci_high"] = out[mean] + half
     return out
 
@@ -63,12 +66,27 @@ def plottable_window_means(means: pd.DataFrame) -> pd.DataFrame:
 
 
 def plottable_trajectories(trajectories: pd.DataFrame) -> pd.DataFrame:
-    """trajectories with mean_ddd and CI set to NaN in months resting on 1-4 persons or users."""
+    """trajectories with each series (exposure group x drug group) drawn whole or not at all.
+
+    A series is hidden (``hidden`` True, values NaN) when its group has 1-4 persons or any of
+    its months rests on 1-4 users. Hiding only those months would bias the line: months with
+    no user at all are shown as 0 while months with a few users are left out, so the points
+    that remain lean towards zero. Whether a month is drawn thus never depends on how many
+    users that month had.
+    """
     out = _as_float(trajectories, ["mean_ddd", "ci_low", "ci_high"])
-    hidden = _small(trajectories, ["n_persons", "n_users"]).to_numpy()
+    small = pd.Series(_small(trajectories, ["n_persons", "n_users"]).to_numpy(), index=out.index)
+    series = [out["exposure_group"], out["drug_group"]]
+    hidden = small.groupby(series).transform("any").astype(bool).to_numpy()
     out["hidden"] = hidden
     out.loc[hidden, ["mean_ddd", "ci_low", "ci_high"]] = np.nan
     return out
+
+
+def hidden_series(shown: pd.DataFrame) -> list[tuple[str, str]]:
+    """(exposure group, drug group) of the series :func:`plottable_trajectories` hid."""
+    rows = shown.loc[shown["hidden"], ["exposure_group", "drug_group"]].drop_duplicates()
+    return [(str(g), str(d)) for g, d in rows.itertuples(index=False)]
 
 
 def plottable_responders(responders: pd.DataFrame) -> pd.DataFrame:

@@ -496,11 +496,22 @@ def section_trajectories(data: ReportData) -> Section:
             alt="Line chart of mean DDD per person per month by exposure group",
             caption=(
                 "Mean DDD per person in each month before and after the index date (months of "
-                "30-31 days; month 0 starts on the index date), with 95% confidence bands. "
-                "Months resting on 1-4 persons or users are left out (gaps)."
+                "30-31 days; month 0 starts on the index date), with 95% confidence bands (cut "
+                "at 0). A line is drawn whole or not at all: one whose group has 1-4 persons, "
+                "or any month of which rests on 1-4 users, is left out, because leaving out "
+                "single months would bend the line towards zero."
             ),
         )
     )
+    hidden = plotdata.hidden_series(shown)
+    if hidden:
+        parts.append(
+            note(
+                "Not drawn (a month with 1-4 users, or a group of 1-4 persons): "
+                + "; ".join(escape(f"{g}, {d}") for g, d in hidden)
+                + "."
+            )
+        )
     if _has(data.its_results):
         its = _masked(data.its_results, "its_results")
         its = its[its["parameter"].isin(["level_change", "slope_change"])]

@@ -9,6 +9,7 @@ as 0). Month k is days [ceil(365k/12), ceil(365(k+1)/12) - 1] after the index da
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,7 +37,9 @@ def summarise_trajectories(
     """trajectories: the monthly means with a t interval (mean +- t(n-1) * sd / sqrt(n)).
 
     Rows come in study order (exposure group, drug group, month); the interval is empty when a
-    group has fewer than two persons or nobody's DDD varies (e.g. no one used the drug).
+    group has fewer than two persons or nobody's DDD varies (e.g. no one used the drug). The
+    lower limit is cut at 0: a group's DDD per person per month is not negative (a return
+    counts against the dispensing it undoes), so the interval holds no value below 0.
     """
     missing = [c for c in MONTHLY_COLUMNS if c not in monthly.columns]
     if missing:
@@ -47,7 +50,8 @@ def summarise_trajectories(
         for mean, sd, n in zip(frame["mean_ddd"], frame["sd_ddd"], frame["n_persons"], strict=True)
     ]
     frame = frame.assign(
-        ci_low=[i.ci_low for i in intervals], ci_high=[i.ci_high for i in intervals]
+        ci_low=[max(i.ci_low, 0.0) if math.isfinite(i.ci_low) else i.ci_low for i in intervals],
+        ci_high=[i.ci_high for i in intervals],
     )
     return finish(frame, "trajectories")
 
