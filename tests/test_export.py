@@ -68,14 +68,17 @@ def test_export_writes_result_tables_only_and_masks_small_counts(spark, warehous
     attrition = _read(tmp_path / "out" / "attrition.csv")
     assert [(r["step"], r["criterion"], r["n_persons"], r["n_excluded"]) for r in attrition] == [
         ("0", "LDN in 2013", "11", "0"),
-        ("1", "prior opioid use", "8", "<5"),
+        # 3 excluded: <5; and 8 left would give the 3 back (11 - 8), so it is hidden too.
+        ("1", "prior opioid use", "masked", "<5"),
     ]
 
     results = {r["exposure_group"]: r for r in _read(tmp_path / "out" / "group_results.csv")}
     high, low = results["ldn_4plus"], results["ldn_1"]
-    # 6 persons, 6 users before and 5 after: everything shown, as in the Delta table.
-    assert (high["n_persons"], high["users_pre"], high["users_post"]) == ("6", "6", "5")
-    assert float(high["mean_diff"]) == pytest.approx(-10.0)
+    # 6 persons, 6 users before and 5 after: the 5 would give back the 1 person who used
+    # none after (6 - 5), so it is hidden, with what rests on it; the rest is shown.
+    assert (high["n_persons"], high["users_pre"], high["users_post"]) == ("6", "6", "masked")
+    assert float(high["mean_ddd_pre"]) == pytest.approx(12.5)
+    assert high["mean_ddd_post"] == "masked" and high["mean_diff"] == "masked"
     # 2 persons: counts <5, statistics masked, labels kept.
     assert (low["n_persons"], low["users_pre"], low["users_post"]) == ("<5", "<5", "<5")
     assert low["mean_diff"] == "masked" and low["drug_group"] == "opioids"

@@ -14,10 +14,11 @@ import pandas as pd
 from pyspark.sql import SparkSession
 
 from rxcohort import io
+from rxcohort.disclosure import protect_tables
 from rxcohort.errors import TableNotFoundError
 from rxcohort.log import get_logger
 from rxcohort.preflight import check_study_id
-from rxcohort.privacy import EXPORTABLE_TABLES, MASKING_RULES, mask_small_counts, masked_counts
+from rxcohort.privacy import EXPORTABLE_TABLES, MASKED_VALUE, MASKING_RULES, masked_counts
 from rxcohort.stats.its import ITS_PARAMETERS
 
 log = get_logger("export")
@@ -29,8 +30,9 @@ def export_study(
     """Write ``<out>/<table>.csv`` for each result table the study has; return the paths.
 
     Files are comma-separated UTF-8 with a header, ``.`` as decimal mark and an empty field
-    for a missing value; person counts 1-4 read ``<5`` and the values that would reveal them
-    ``masked`` (see docs/statistics.md). Rows are sorted by the table's key columns. Each
+    for a missing value; person counts 1-4 read ``<5``, and the counts that would give them
+    back by subtraction and the values resting on any hidden count read ``masked``
+    (:mod:`rxcohort.disclosure`). Rows are sorted by the table's key columns. Each
     file is written beside its final name and renamed into place, so a reader never sees
     half a file. Raises TableNotFoundError when the study has no result table.
     """
@@ -44,18 +46,25 @@ def export_study(
         )
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # One artifact: every table is protected together, so that no count hidden in one can be
+    # solved from the others (rxcohort.disclosure).
+    frames = {
+        table: _sorted(io.read_table(spark, study_dir / table).toPandas(), table)
+        for table in present
+    }
+    protected = protect_tables(frames)
     written = []
     for table in present:
-        frame = io.read_table(spark, study_dir / table).toPandas()
-        masked = mask_small_counts(_sorted(frame, table), table=table)
+        masked = protected[table]
         path = out_dir / f"{table}.csv"
         _write_csv(masked, path)
         rule = MASKING_RULES[table]
         log.info(
-            "exported %s: %d rows, %d counts masked",
+            "exported %s: %d rows, %d counts masked as <5, %d more hidden beside them",
             table,
             len(masked),
             masked_counts(masked, columns=rule.person_counts),
+            int(sum((masked[c] == MASKED_VALUE).sum() for c in rule.person_counts if c in masked)),
         )
         written.append(path)
     return written

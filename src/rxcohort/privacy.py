@@ -11,10 +11,10 @@ depend on it; when the count is masked those values are shown as ``masked``. The
 row by row, which is why the result tables carry the counts their statistics rest on (e.g.
 did_results carries both groups' persons and users).
 
-Not covered, and to be kept in mind by whoever publishes: differences *between* rows or
-tables (in attrition, n_persons of two consecutive steps give n_excluded back) and
-complements (n_eligible - n_responders). Counts are exact when 0 or >= 5 by the contract, so
-such a difference can be 1-4.
+These rules see one row. Differences *between* rows or tables (in attrition, n_persons of
+two consecutive steps give n_excluded back; n_eligible - n_responders is a count of
+non-responders) are the work of :mod:`rxcohort.disclosure`, which hides further counts over
+all the tables published together and calls :func:`mask_small_counts` with them.
 """
 
 from __future__ import annotations
@@ -171,7 +171,12 @@ def is_small_count(value: object) -> bool:
 
 
 def mask_small_counts(
-    frame: pd.DataFrame, *, table: str, rule: MaskingRule | None = None
+    frame: pd.DataFrame,
+    *,
+    table: str,
+    rule: MaskingRule | None = None,
+    suppressed: pd.DataFrame | None = None,
+    hidden: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """A copy of ``frame`` fit to leave the warehouse: counts 1-4 as ``<5``, dependants hidden.
 
@@ -179,19 +184,35 @@ def mask_small_counts(
     a conservative rule: every integer column named ``n_*`` or ``users_*`` is a person count
     and hides every non-count column of its row. Masked columns become ``object`` columns
     holding the markers beside the original values.
+
+    ``suppressed`` (same index, boolean columns of person counts) names counts of 0 or >= 5
+    to hide as well - the complementary suppression of :mod:`rxcohort.disclosure` - shown as
+    ``masked`` with their dependants; ``hidden`` (boolean, any columns) hides further cells.
     """
     rule = rule or MASKING_RULES.get(table) or _fallback_rule(frame)
     counts = [c for c in rule.person_counts if c in frame.columns]
     keys = set(rule.keys)
     others = [c for c in frame.columns if c not in keys and c not in counts]
     small = {c: frame[c].map(is_small_count).astype(bool) for c in counts}
+    extra = {
+        c: (
+            suppressed[c].reindex(frame.index, fill_value=False).astype(bool) & ~small[c]
+            if suppressed is not None and c in suppressed.columns
+            else pd.Series(False, index=frame.index)
+        )
+        for c in counts
+    }
 
     hide = pd.DataFrame(False, index=frame.index, columns=others)
     for count in counts:
         targets = rule.dependants.get(count, ())
         columns = others if EVERYTHING in targets else [c for c in targets if c in others]
         for column in columns:
-            hide[column] |= small[count]
+            hide[column] |= small[count] | extra[count]
+    if hidden is not None:
+        for column in others:
+            if column in hidden.columns:
+                hide[column] |= hidden[column].reindex(frame.index, fill_value=False).astype(bool)
 
     out = frame.copy()
     for column in TEXT_COLUMNS:
@@ -200,6 +221,8 @@ def mask_small_counts(
     for count in counts:
         if small[count].any():
             out[count] = out[count].astype(object).where(~small[count], MASKED_COUNT)
+        if extra[count].any():
+            out[count] = out[count].astype(object).where(~extra[count], MASKED_VALUE)
     for column in others:
         if hide[column].any():
             out[column] = out[column].astype(object).where(~hide[column], MASKED_VALUE)

@@ -17,10 +17,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from rxcohort import io
+from rxcohort.disclosure import protect_tables
 from rxcohort.errors import ConfigError, TableNotFoundError
 from rxcohort.lock import warehouse_lock
 from rxcohort.log import get_logger
 from rxcohort.preflight import check_study_tables
+from rxcohort.privacy import MASKING_RULES
 from rxcohort.report import summaries
 from rxcohort.report.html import render_page
 from rxcohort.report.plotdata import dose_bins, histogram_table
@@ -198,6 +200,9 @@ def collect_report_data(
         run=run_info,
         table_versions=versions,
         notes=notes,
+        protected=protect_tables(
+            {name: frame for name, frame in results.items() if name in MASKING_RULES}
+        ),
     )
 
 

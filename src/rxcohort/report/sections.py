@@ -149,6 +149,8 @@ class ReportData:
     run: RunInfo | None = None
     table_versions: Mapping[str, int] = field(default_factory=dict)
     notes: Mapping[str, str] = field(default_factory=dict)
+    # The result tables above, protected together (rxcohort.disclosure), by table name.
+    protected: Mapping[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def _has(frame: pd.DataFrame | None) -> bool:
@@ -159,8 +161,18 @@ def _missing(id_: str, title: str, reason: str) -> Section:
     return Section(id_, title, not_available(reason), available=False)
 
 
-def _masked(frame: pd.DataFrame, table: str) -> pd.DataFrame:
-    return mask_small_counts(frame.reset_index(drop=True), table=table)
+def _masked(data: ReportData, frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """The rows of ``frame`` (rows of ``data``'s ``table``, by label) as the report may show
+    them: with the primary and complementary suppression of all the report's result tables
+    together (:func:`rxcohort.disclosure.protect_tables`)."""
+    protected = data.protected.get(table)
+    if protected is None or not frame.index.isin(protected.index).all():
+        return mask_small_counts(frame.reset_index(drop=True), table=table)
+    shown = protected.loc[frame.index]
+    extra = [c for c in frame.columns if c not in shown.columns]
+    if extra:
+        shown = pd.concat([shown, frame[extra]], axis=1)
+    return shown[list(frame.columns)].reset_index(drop=True)
 
 
 def _order(frame: pd.DataFrame, column: str, values: Sequence[str]) -> pd.DataFrame:
@@ -221,7 +233,7 @@ def section_attrition(data: ReportData) -> Section:
     title = "Cohort selection (attrition)"
     if not _has(data.attrition):
         return _missing("attrition", title, "the study has no attrition table")
-    rows = _masked(data.attrition.sort_values("step"), "attrition").to_dict("records")
+    rows = _masked(data, data.attrition.sort_values("step"), "attrition").to_dict("records")
     parts = ['<div class="flow">']
     for i, row in enumerate(rows):
         if i > 0:
@@ -370,7 +382,7 @@ def section_ddd(data: ReportData) -> Section:
             )
         )
     if _has(data.group_results):
-        frame = _sort(_masked(data.group_results, "group_results"), data)
+        frame = _sort(_masked(data, data.group_results, "group_results"), data)
         columns = [
             label("exposure_group"),
             label("drug_group"),
@@ -459,7 +471,7 @@ def section_did(data: ReportData) -> Section:
         )
     if hidden:
         parts.append(note("Contrasts resting on 1-4 persons or users are not plotted."))
-    frame = _masked(_sort(data.did_results, data), "did_results")
+    frame = _masked(data, _sort(data.did_results, data), "did_results")
     columns = [
         label("drug_group"),
         label("contrast"),
@@ -513,7 +525,7 @@ def section_trajectories(data: ReportData) -> Section:
             )
         )
     if _has(data.its_results):
-        its = _masked(data.its_results, "its_results")
+        its = _masked(data, data.its_results, "its_results")
         its = its[its["parameter"].isin(["level_change", "slope_change"])]
         its = _sort(its.sort_values(["lag_months", "parameter"], kind="stable"), data)
         columns = [
@@ -566,7 +578,7 @@ def section_responders(data: ReportData) -> Section:
             ),
         )
     ]
-    frame = _sort(_masked(data.responders, "responders"), data)
+    frame = _sort(_masked(data, data.responders, "responders"), data)
     columns = [
         label("exposure_group"),
         label("drug_group"),
@@ -612,7 +624,7 @@ def section_km(data: ReportData) -> Section:
             _v=data.km_medians["stratum_variable"].map(lambda v: rank.get(v, len(rank))),
             _s=data.km_medians["stratum"].map(plots.stratum_key),
         ).sort_values(["_v", "_s"], kind="stable")
-        frame = _masked(medians.drop(columns=["_v", "_s"]), "km_medians")
+        frame = _masked(data, medians.drop(columns=["_v", "_s"]), "km_medians")
         columns = [
             label("stratum_variable"),
             label("stratum"),
@@ -637,7 +649,7 @@ def section_cox(data: ReportData) -> Section:
     title = "Predictors of discontinuation (Cox model)"
     if not _has(data.cox_results):
         return _missing("cox", title, "the study has no cox_results table (persistence not run)")
-    frame = _masked(data.cox_results, "cox_results")
+    frame = _masked(data, data.cox_results, "cox_results")
     columns = [
         label("covariate"),
         label("level"),

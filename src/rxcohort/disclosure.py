@@ -1,0 +1,468 @@
+"""Disclosure control for everything that leaves the warehouse: primary and complementary
+suppression over the tables published together.
+
+The rule (CONTRACT §5 rule 13; NorPD's and DARWIN EU's minimum cell count of 5): no count of
+1-4 persons may be read, or recomputed from other values of the same artifact. An artifact is
+what is published at once - the files of one ``rxcohort export``, one report - so this module
+looks at all of its tables together:
+
+1. **Primary suppression**: every person count of 1-4 is shown as ``<5``.
+2. **Complementary suppression**: published counts are tied by sums - the attrition steps
+   and their exclusions, the exposure groups and the cohort, users and non-users of a group,
+   eligible persons and responders, the strata of a Kaplan-Meier table and its overall row,
+   a risk set and the next one, the persons of a Cox model and those of its levels. Each such
+   tie is a linear relation between *cells*; a cell that is published nowhere (the non-users
+   of a group, the persons of a Cox model's reference level, those a stratum left out) is a
+   *virtual* cell, hidden by nature but as sensitive as any other when it holds 1-4. Another
+   count is hidden (shown as ``masked``) until no hidden cell that holds 1-4 persons, or that
+   was hidden to protect one, can be solved from the published values: first wherever a
+   relation has a single hidden cell, then by an exact test on the whole system of relations
+   (a cell is recoverable when its unit vector lies in the row space of the relations on the
+   hidden cells). The cell chosen is the smallest count of 5 or more in the relation (then
+   the smallest other): the least information given up for the most protection.
+3. **Values resting on hidden counts** go with them (means, shares, intervals of the same
+   row: :data:`rxcohort.privacy.MASKING_RULES`), and a Kaplan-Meier curve's survival from the
+   first hidden count of its stratum on (the product of the steps carries every count).
+
+Cells that stand for the same persons in several tables - a group's size in group_results,
+did_results, responders and trajectories - are one cell, so they are shown or hidden together.
+The Delta tables keep exact values; this runs on pandas copies at the edge.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from rxcohort.privacy import MASKING_RULES, SMALL_COUNT_MAX, SMALL_COUNT_MIN, mask_small_counts
+
+CellId = tuple[Hashable, ...]
+
+
+@dataclass
+class _System:
+    """Count cells (published or virtual), where the published ones sit, and the relations."""
+
+    values: dict[CellId, float] = field(default_factory=dict)
+    virtual: set[CellId] = field(default_factory=set)
+    places: dict[CellId, list[tuple[str, Hashable, str]]] = field(default_factory=dict)
+    relations: list[dict[CellId, int]] = field(default_factory=list)
+
+    def cell(self, cell: CellId, value: object, table: str, row: Hashable, column: str) -> None:
+        number = _number(value)
+        if number is None:
+            return
+        known = self.values.get(cell)
+        if known is not None and known != number:
+            # Two tables disagree on what should be one count: keep them as two cells.
+            cell = (*cell, table)
+        self.values[cell] = number
+        self.places.setdefault(cell, []).append((table, row, column))
+
+    def has(self, cell: CellId) -> bool:
+        return cell in self.values
+
+    def total_of(self, total: CellId, parts: Sequence[CellId], name: CellId) -> None:
+        """total = sum(parts) + remainder: the remainder is a virtual cell (when it is >= 0)."""
+        if not self.has(total) or not parts or not all(self.has(p) for p in parts):
+            return
+        remainder = self.values[total] - sum(self.values[p] for p in parts)
+        relation = {total: 1, **{p: -1 for p in parts}}
+        if remainder < 0:
+            return  # not a whole and its parts: no relation to protect
+        if remainder > 0:
+            # With nothing left over the parts add up exactly, as a reader who knows the
+            # design may assume anyway: then no virtual cell stands between them.
+            self.values[name] = remainder
+            self.virtual.add(name)
+            relation[name] = -1
+        self.relations.append(relation)
+
+    def equal(self, a: CellId, b: CellId) -> None:
+        if self.has(a) and self.has(b) and a != b and self.values[a] == self.values[b]:
+            self.relations.append({a: 1, b: -1})
+
+    def chain(self, before: CellId, leaving: Sequence[CellId], after: CellId) -> None:
+        """before - sum(leaving) = after, kept when the numbers say so."""
+        cells = [before, *leaving, after]
+        if not all(self.has(c) for c in cells):
+            return
+        if self.values[before] - sum(self.values[c] for c in leaving) == self.values[after]:
+            self.relations.append({before: 1, **{c: -1 for c in leaving}, after: -1})
+
+
+def _number(value: object) -> float | None:
+    if value is None or value is pd.NA or isinstance(value, str | bool):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(number) else number
+
+
+def _sensitive(value: float) -> bool:
+    return SMALL_COUNT_MIN <= value <= SMALL_COUNT_MAX
+
+
+# -- the cells and relations of each table ------------------------------------------------------
+
+
+def _build(tables: Mapping[str, pd.DataFrame]) -> _System:
+    system = _System()
+    attrition = tables.get("attrition")
+    last_step: CellId | None = None
+    if attrition is not None and not attrition.empty:
+        steps = attrition.sort_values("step")
+        for row, r in steps.iterrows():
+            system.cell(("attr_n", int(r["step"])), r["n_persons"], "attrition", row, "n_persons")
+            system.cell(("attr_x", int(r["step"])), r["n_excluded"], "attrition", row, "n_excluded")
+        ordered = [int(s) for s in steps["step"]]
+        for previous, step in itertools.pairwise(ordered):
+            system.chain(("attr_n", previous), [("attr_x", step)], ("attr_n", step))
+        last_step = ("attr_n", ordered[-1])
+
+    groups: set[str] = set()
+    group_rows = tables.get("group_results")
+    if group_rows is not None:
+        for row, r in group_rows.iterrows():
+            g, d = str(r["exposure_group"]), str(r["drug_group"])
+            groups.add(g)
+            system.cell(("group_n", g), r["n_persons"], "group_results", row, "n_persons")
+            for window in ("pre", "post"):
+                column = f"users_{window}"
+                system.cell(("users", g, d, window), r[column], "group_results", row, column)
+    did = tables.get("did_results")
+    if did is not None:
+        for row, r in did.iterrows():
+            d = str(r["drug_group"])
+            for side in ("high", "low"):
+                g = str(r[f"exposure_group_{side}"])
+                groups.add(g)
+                column = f"n_persons_{side}"
+                system.cell(("group_n", g), r[column], "did_results", row, column)
+                for window in ("pre", "post"):
+                    column = f"users_{window}_{side}"
+                    system.cell(("users", g, d, window), r[column], "did_results", row, column)
+    responders = tables.get("responders")
+    if responders is not None:
+        for row, r in responders.iterrows():
+            g, d, t = str(r["exposure_group"]), str(r["drug_group"]), r["threshold"]
+            groups.add(g)
+            system.cell(("group_n", g), r["n_persons"], "responders", row, "n_persons")
+            system.cell(("eligible", g, d, t), r["n_eligible"], "responders", row, "n_eligible")
+            system.cell(
+                ("responders", g, d, t), r["n_responders"], "responders", row, "n_responders"
+            )
+            system.total_of(
+                ("eligible", g, d, t), [("responders", g, d, t)], ("non_responders", g, d, t)
+            )
+            system.total_of(("group_n", g), [("eligible", g, d, t)], ("not_eligible", g, d, t))
+            system.equal(("eligible", g, d, t), ("users", g, d, "pre"))
+    trajectories = tables.get("trajectories")
+    if trajectories is not None:
+        for row, r in trajectories.iterrows():
+            g, d, m = str(r["exposure_group"]), str(r["drug_group"]), int(r["month"])
+            groups.add(g)
+            system.cell(("group_n", g), r["n_persons"], "trajectories", row, "n_persons")
+            system.cell(("month_users", g, d, m), r["n_users"], "trajectories", row, "n_users")
+            system.total_of(("group_n", g), [("month_users", g, d, m)], ("month_nonusers", g, d, m))
+    its = tables.get("its_results")
+    if its is not None:
+        for row, r in its.iterrows():
+            g = str(r["exposure_group"])
+            groups.add(g)
+            system.cell(("group_n", g), r["n_persons"], "its_results", row, "n_persons")
+    for key in [k for k in system.values if k[0] == "users"]:
+        system.total_of(("group_n", key[1]), [key], ("nonusers", *key[1:]))
+    if last_step is not None and groups:
+        system.total_of(last_step, [("group_n", g) for g in sorted(groups)], ("no_group",))
+
+    _km(system, tables, last_step)
+    _cox(system, tables)
+    return system
+
+
+def _km(system: _System, tables: Mapping[str, pd.DataFrame], cohort: CellId | None) -> None:
+    medians = tables.get("km_medians")
+    if medians is not None:
+        for row, r in medians.iterrows():
+            key = (str(r["stratum_variable"]), str(r["stratum"]))
+            system.cell(("km_n", *key), r["n_persons"], "km_medians", row, "n_persons")
+            system.cell(("km_e", *key), r["n_events"], "km_medians", row, "n_events")
+            system.total_of(("km_n", *key), [("km_e", *key)], ("km_censored", *key))
+        _strata_sums(system, medians, ("km_n", "km_e"))
+        if cohort is not None:
+            system.total_of(cohort, [("km_n", "overall", "all")], ("km_left_out",))
+    curves = tables.get("km_curves")
+    if curves is None or curves.empty:
+        return
+    for row, r in curves.iterrows():
+        key = (str(r["stratum_variable"]), str(r["stratum"]), float(r["time"]))
+        system.cell(("ar", *key), r["at_risk"], "km_curves", row, "at_risk")
+        system.cell(("ev", *key), r["events"], "km_curves", row, "events")
+        system.cell(("ce", *key), r["censored"], "km_curves", row, "censored")
+    for (variable, stratum), part in curves.groupby(["stratum_variable", "stratum"], sort=True):
+        times = sorted(float(t) for t in part["time"])
+        v, s = str(variable), str(stratum)
+        for t, nxt in itertools.pairwise(times):
+            system.chain(("ar", v, s, t), [("ev", v, s, t), ("ce", v, s, t)], ("ar", v, s, nxt))
+        if times:
+            system.equal(("ar", v, s, times[0]), ("km_n", v, s))
+    timed = curves.assign(time=curves["time"].astype(float))
+    for kind in ("ar", "ev", "ce"):
+        for time, at in timed.groupby("time", sort=True):
+            _strata_sums_at(system, at, kind, float(time))
+
+
+def _strata_sums(system: _System, frame: pd.DataFrame, kinds: Iterable[str]) -> None:
+    for variable in sorted(set(frame["stratum_variable"]) - {"overall"}):
+        strata = sorted(str(s) for s in frame.loc[frame["stratum_variable"] == variable, "stratum"])
+        for kind in kinds:
+            system.total_of(
+                (kind, "overall", "all"),
+                [(kind, str(variable), s) for s in strata],
+                (f"{kind}_outside", str(variable)),
+            )
+
+
+def _strata_sums_at(system: _System, at: pd.DataFrame, kind: str, time: float) -> None:
+    for variable in sorted(set(at["stratum_variable"]) - {"overall"}):
+        strata = sorted(str(s) for s in at.loc[at["stratum_variable"] == variable, "stratum"])
+        system.total_of(
+            (kind, "overall", "all", time),
+            [(kind, str(variable), s, time) for s in strata],
+            (f"{kind}_outside", str(variable), time),
+        )
+
+
+def _cox(system: _System, tables: Mapping[str, pd.DataFrame]) -> None:
+    cox = tables.get("cox_results")
+    if cox is None or cox.empty:
+        return
+    levels: dict[str, list[CellId]] = {}
+    for row, r in cox.iterrows():
+        covariate, level = str(r["covariate"]), r.get("level")
+        categorical = r.get("reference") is not None and not pd.isna(r.get("reference"))
+        key = (covariate, str(level)) if categorical else ("(model)",)
+        system.cell(("cox_n", *key), r["n_persons"], "cox_results", row, "n_persons")
+        system.cell(("cox_e", *key), r["n_events"], "cox_results", row, "n_events")
+        if categorical:
+            levels.setdefault(covariate, []).append(key)
+    for covariate, keys in levels.items():
+        for kind in ("cox_n", "cox_e"):
+            system.total_of(
+                (kind, "(model)"), [(kind, *k) for k in keys], (f"{kind}_reference", covariate)
+            )
+    system.total_of(("km_n", "overall", "all"), [("cox_n", "(model)")], ("cox_left_out",))
+    system.total_of(("km_e", "overall", "all"), [("cox_e", "(model)")], ("cox_left_out_e",))
+
+
+# -- suppression -------------------------------------------------------------------------------
+
+
+def suppress(system: _System) -> set[CellId]:
+    """The published cells to hide: primary (1-4) and complementary, until none is solvable."""
+    hidden = {c for c, v in system.values.items() if _sensitive(v)} | set(system.virtual)
+    protect = {c for c in hidden if c not in system.virtual or _sensitive(system.values[c])}
+    while True:
+        _close_single_hidden(system, hidden, protect)
+        solvable = _solvable_cells(system, hidden, protect)
+        if not solvable:
+            solvable = _pinned_by_bounds(system, hidden)
+        if not solvable:
+            return hidden - system.virtual
+        before = len(hidden)
+        for cell in solvable:
+            if not _hide_beside(system, hidden, protect, cell):
+                # Nothing left to hide beside it: hide every cell of its relations.
+                for relation in system.relations:
+                    if cell in relation:
+                        hidden.update(relation)
+                        protect.update(c for c in relation if c not in system.virtual)
+        if len(hidden) == before:
+            # Every cell of their relations is hidden and they are still fixed: the relations
+            # alone, with nothing published in them, fix them - to 0, which is no secret.
+            return hidden - system.virtual
+
+
+def _close_single_hidden(system: _System, hidden: set[CellId], protect: set[CellId]) -> None:
+    """Wherever a relation has one hidden cell to protect, hide a second one beside it."""
+    changed = True
+    while changed:
+        changed = False
+        for relation in system.relations:
+            inside = [c for c in relation if c in hidden]
+            if len(inside) == 1 and inside[0] in protect:
+                choice = _choose(system, relation, hidden)
+                if choice is not None:
+                    hidden.add(choice)
+                    protect.add(choice)
+                    changed = True
+
+
+def _choose(system: _System, relation: Mapping[CellId, int], hidden: set[CellId]) -> CellId | None:
+    candidates = [c for c in relation if c not in hidden]
+    if not candidates:
+        return None
+
+    def cost(cell: CellId) -> tuple[int, float, str]:
+        value = system.values[cell]
+        return (0 if value >= 5 else 1 if value > 0 else 2, value, repr(cell))
+
+    return min(candidates, key=cost)
+
+
+def _hide_beside(system: _System, hidden: set[CellId], protect: set[CellId], cell: CellId) -> bool:
+    relations = [r for r in system.relations if cell in r]
+    relations.sort(key=lambda r: sum(1 for c in r if c in hidden))
+    for relation in relations:
+        choice = _choose(system, relation, hidden)
+        if choice is not None:
+            hidden.add(choice)
+            protect.add(choice)
+            return True
+    return False
+
+
+def _solvable_cells(system: _System, hidden: set[CellId], protect: set[CellId]) -> list[CellId]:
+    """The cells of ``protect`` whose value the relations and the published values fix.
+
+    Per group of hidden cells linked by relations: with A the relations' coefficients on
+    those cells, a cell is fixed exactly when every vector of A's null space is 0 there.
+    """
+    out: list[CellId] = []
+    for component, relations in _components(system, hidden):
+        wanted = [c for c in component if c in protect]
+        if not wanted or not relations:
+            continue
+        columns = sorted(component, key=repr)
+        index = {c: i for i, c in enumerate(columns)}
+        matrix = np.array([[r.get(c, 0) for c in columns] for r in relations], dtype=float)
+        _, singular, vh = np.linalg.svd(matrix)
+        rank = int((singular > 1e-9 * max(1.0, singular.max(initial=0.0))).sum())
+        null = vh[rank:].T  # columns x (columns - rank)
+        for cell in wanted:
+            if null.shape[1] == 0 or np.abs(null[index[cell]]).max() < 1e-9:
+                out.append(cell)
+    return sorted(out, key=repr)
+
+
+def _pinned_by_bounds(system: _System, hidden: set[CellId]) -> list[CellId]:
+    """Cells holding 1-4 whose value the relations fix once a reader adds what the markers
+    say: ``<5`` is 1 to 4, a count hidden beside one is 0 or at least 5, nothing is negative.
+
+    For each such cell a linear programme finds its smallest and largest value; a range
+    narrower than 1 leaves one whole number. The programme's ranges are never wider than a
+    reader's (it assumes a hidden count of 0 or >= 5 is exactly its kind), so a cell it
+    leaves open is open to the reader too.
+    """
+    from scipy.optimize import linprog
+
+    out: list[CellId] = []
+    for component, relations in _components(system, hidden):
+        wanted = [c for c in component if c not in system.virtual and _sensitive(system.values[c])]
+        wanted += [c for c in component if c in system.virtual and _sensitive(system.values[c])]
+        if not wanted or not relations:
+            continue
+        columns = sorted(component, key=repr)
+        index = {c: i for i, c in enumerate(columns)}
+        matrix = np.array([[r.get(c, 0) for c in columns] for r in relations], dtype=float)
+        constants = np.array(
+            [-sum(k * system.values[c] for c, k in r.items() if c not in hidden) for r in relations]
+        )
+        bounds = [_reader_bounds(system, c) for c in columns]
+        for cell in sorted(wanted, key=repr):
+            objective = np.zeros(len(columns))
+            objective[index[cell]] = 1.0
+            low = linprog(objective, A_eq=matrix, b_eq=constants, bounds=bounds, method="highs")
+            high = linprog(-objective, A_eq=matrix, b_eq=constants, bounds=bounds, method="highs")
+            if low.status != 0 or high.status != 0:
+                continue  # cannot happen for true values; nothing to conclude
+            if high.x[index[cell]] - low.x[index[cell]] < 1 - 1e-9:
+                out.append(cell)
+    return out
+
+
+def _reader_bounds(system: _System, cell: CellId) -> tuple[float, float | None]:
+    value = system.values[cell]
+    if cell in system.virtual:
+        return (0.0, None)
+    if _sensitive(value):
+        return (float(SMALL_COUNT_MIN), float(SMALL_COUNT_MAX))
+    return (0.0, 0.0) if value == 0 else (float(SMALL_COUNT_MAX + 1), None)
+
+
+def _components(
+    system: _System, hidden: set[CellId]
+) -> list[tuple[set[CellId], list[dict[CellId, int]]]]:
+    """Hidden cells grouped by the relations that link them, with those relations."""
+    parent: dict[CellId, CellId] = {c: c for c in hidden}
+
+    def find(c: CellId) -> CellId:
+        while parent[c] != c:
+            parent[c] = parent[parent[c]]
+            c = parent[c]
+        return c
+
+    touching = []
+    for relation in system.relations:
+        inside = [c for c in relation if c in hidden]
+        if not inside:
+            continue
+        touching.append((relation, inside))
+        for c in inside[1:]:
+            parent[find(c)] = find(inside[0])
+    groups: dict[CellId, tuple[set[CellId], list[dict[CellId, int]]]] = {}
+    for c in hidden:
+        groups.setdefault(find(c), (set(), []))[0].add(c)
+    for relation, inside in touching:
+        groups[find(inside[0])][1].append(relation)
+    return list(groups.values())
+
+
+# -- the artifact ------------------------------------------------------------------------------
+
+
+def protect_tables(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Copies of ``tables`` (published together) with primary and complementary suppression
+    and every value resting on a hidden count masked. Tables not in
+    :data:`rxcohort.privacy.MASKING_RULES` get the conservative per-row rule."""
+    # Row labels are kept (a caller may look rows up by them) unless they repeat.
+    frames = {
+        name: frame if frame.index.is_unique else frame.reset_index(drop=True)
+        for name, frame in tables.items()
+    }
+    system = _build(frames)
+    hidden = suppress(system)
+    out = {}
+    for name, frame in frames.items():
+        suppressed = pd.DataFrame(False, index=frame.index, columns=list(frame.columns))
+        for cell in hidden:
+            for table, row, column in system.places.get(cell, []):
+                if table == name:
+                    suppressed.loc[row, column] = True
+        extra = _km_survival_after_hidden(frame, suppressed) if name == "km_curves" else None
+        out[name] = mask_small_counts(
+            frame, table=name, rule=MASKING_RULES.get(name), suppressed=suppressed, hidden=extra
+        )
+    return out
+
+
+def _km_survival_after_hidden(frame: pd.DataFrame, suppressed: pd.DataFrame) -> pd.DataFrame:
+    """Survival and its interval hidden from a stratum's first hidden or small count on."""
+    columns = [c for c in ("survival", "ci_low", "ci_high") if c in frame.columns]
+    hide = pd.DataFrame(False, index=frame.index, columns=columns)
+    small = frame[["at_risk", "events"]].map(
+        lambda v: (n := _number(v)) is not None and _sensitive(n)
+    )
+    flagged = (suppressed[["at_risk", "events"]] | small).any(axis=1)
+    for _, part in frame.groupby(["stratum_variable", "stratum"], sort=False):
+        ordered = part.sort_values("time").index
+        seen = flagged.loc[ordered].cummax()
+        hide.loc[ordered, columns] = np.repeat(seen.to_numpy()[:, None], len(columns), axis=1)
+    return hide

@@ -1,0 +1,352 @@
+"""Disclosure control: no count of 1-4 persons can be read from, or solved out of, the tables
+published together.
+
+The attack is written here independently of rxcohort.disclosure: the relations a reader knows
+from the design (attrition steps and exclusions, groups and cohort, users within a group,
+responders within the eligible, strata within the overall row, a Cox model within the
+Kaplan-Meier population, a risk set and the next) are stated by hand for hand-made tables with
+small cells in every margin, and an integer program (scipy's milp) finds the smallest and the
+largest value each hidden count can take given everything published. A count of 1-4 is safe
+when that range holds more than one value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from rxcohort.disclosure import protect_tables
+from rxcohort.privacy import MASKED_COUNT, MASKED_VALUE
+
+GROUPS = ("ldn_1", "ldn_2_3", "ldn_4plus")
+DRUGS = ("opioids", "nsaids")
+
+
+def _tables() -> dict[str, pd.DataFrame]:
+    attrition = pd.DataFrame(
+        [(0, "index", 230, 0), (1, "new users", 229, 1), (2, "follow-up", 226, 3), (3, "prior use", 54, 172)],
+        columns=["step", "criterion", "n_persons", "n_excluded"],
+    )  # fmt: skip
+    size = {"ldn_1": 14, "ldn_2_3": 3, "ldn_4plus": 37}  # 54 in all; one group of 3
+    users = {  # (pre, post): a group's users, 1-4 of them, or 1-4 non-users
+        ("ldn_1", "opioids"): (14, 12),
+        ("ldn_1", "nsaids"): (2, 9),
+        ("ldn_2_3", "opioids"): (3, 1),
+        ("ldn_2_3", "nsaids"): (0, 0),
+        ("ldn_4plus", "opioids"): (37, 20),
+        ("ldn_4plus", "nsaids"): (18, 35),
+    }
+    group_results = pd.DataFrame(
+        [
+            (g, d, size[g], 50.0, 40.0, -10.0, -20.0, 0.0, pre, post)
+            for g in GROUPS
+            for d in DRUGS
+            for pre, post in [users[(g, d)]]
+        ],
+        columns=[
+            "exposure_group", "drug_group", "n_persons", "mean_ddd_pre", "mean_ddd_post",
+            "mean_diff", "ci_low", "ci_high", "users_pre", "users_post",
+        ],
+    )  # fmt: skip
+    responders = pd.DataFrame(
+        [
+            (g, d, 0.3, size[g], users[(g, d)][0], responded, 0.5, 0.2, 0.8)
+            for (g, d), responded in {
+                ("ldn_1", "opioids"): 12,  # 2 of 14 eligible did not respond
+                ("ldn_1", "nsaids"): 1,
+                ("ldn_2_3", "opioids"): 2,
+                ("ldn_2_3", "nsaids"): 0,
+                ("ldn_4plus", "opioids"): 20,
+                ("ldn_4plus", "nsaids"): 9,
+            }.items()
+        ],
+        columns=[
+            "exposure_group", "drug_group", "threshold", "n_persons", "n_eligible",
+            "n_responders", "prop_responders", "ci_low", "ci_high",
+        ],
+    )  # fmt: skip
+    km_medians = pd.DataFrame(
+        [
+            ("overall", "all", 54, 45, 185.0, 107.0, 436.0),
+            ("sex", "female", 33, 27, 185.0, 100.0, 474.0),
+            ("sex", "male", 21, 18, 261.0, 100.0, 510.0),
+            ("age_band", "40-49", 30, 26, 200.0, 150.0, 300.0),
+            ("age_band", "50-59", 22, 17, 150.0, 100.0, 200.0),  # 2 persons in no band
+        ],
+        columns=[
+            "stratum_variable", "stratum", "n_persons", "n_events", "median_time",
+            "median_ci_low", "median_ci_high",
+        ],
+    )  # fmt: skip
+    cox = pd.DataFrame(
+        [
+            ("(model)", None, None, 53, 44, None, "ok", "1 person(s) left out"),
+            ("sex", "male", "female", 21, 18, 1.4, "ok", None),
+        ],
+        columns=["covariate", "level", "reference", "n_persons", "n_events", "hr", "status", "note"],
+    )  # fmt: skip
+    km_curves = pd.DataFrame(
+        [
+            ("overall", "all", 0.0, 54, 0, 0, 1.0, 1.0, 1.0),
+            ("overall", "all", 30.0, 54, 3, 0, 0.944, 0.85, 0.98),
+            ("overall", "all", 60.0, 51, 10, 2, 0.759, 0.62, 0.85),
+            ("overall", "all", 90.0, 39, 8, 0, 0.603, 0.46, 0.72),
+        ],
+        columns=[
+            "stratum_variable", "stratum", "time", "at_risk", "events", "censored", "survival",
+            "ci_low", "ci_high",
+        ],
+    )  # fmt: skip
+    trajectories = pd.DataFrame(
+        [
+            (g, "opioids", m, size[g], n_users, 1.0, 2.0, 0.0, 3.0)
+            for g, m, n_users in [
+                ("ldn_1", -1, 12), ("ldn_1", 0, 14), ("ldn_1", 1, 10),  # 2 non-users in month -1
+                ("ldn_4plus", -1, 30), ("ldn_4plus", 0, 2), ("ldn_4plus", 1, 0),
+            ]
+        ],
+        columns=[
+            "exposure_group", "drug_group", "month", "n_persons", "n_users", "mean_ddd",
+            "sd_ddd", "ci_low", "ci_high",
+        ],
+    )  # fmt: skip
+    return {
+        "attrition": attrition,
+        "group_results": group_results,
+        "responders": responders,
+        "trajectories": trajectories,
+        "km_curves": km_curves,
+        "km_medians": km_medians,
+        "cox_results": cox,
+    }
+
+
+class Attack:
+    """Integer variables for every count as published (fixed) or hidden (a range), and the
+    relations a reader knows, as equalities with non-negative slacks for what is unpublished."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.low: list[float] = []
+        self.high: list[float] = []
+        self.rows: list[dict[int, float]] = []
+        self.kinds: dict[int, str] = {}
+        self.binaries: list[tuple[int, int]] = []
+
+    def var(self, name: str, low: float, high: float) -> int:
+        self.names.append(name)
+        self.low.append(low)
+        self.high.append(high)
+        return len(self.names) - 1
+
+    def count(self, name: str, published: object) -> int:
+        if published == MASKED_COUNT:
+            i = self.var(name, 1, 4)
+            self.kinds[i] = "primary"
+        elif published == MASKED_VALUE:
+            i = self.var(name, 0, 10_000)  # 0 or >= 5: see the binary below
+            flag = self.var(name + "?", 0, 1)
+            self.binaries.append((i, flag))
+            self.kinds[i] = "secondary"
+        else:
+            value = float(published)
+            i = self.var(name, value, value)
+        return i
+
+    def slack(self, name: str) -> int:
+        return self.var(name, 0, 10_000)
+
+    def equal(self, terms: dict[int, float]) -> None:
+        self.rows.append(terms)
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        n = len(self.names)
+        rows = [[r.get(j, 0.0) for j in range(n)] for r in self.rows]
+        lows, highs = [0.0] * len(rows), [0.0] * len(rows)
+        for value, flag in self.binaries:  # x <= M b and x >= 5 b: x is 0 or at least 5
+            row = [0.0] * n
+            row[value], row[flag] = 1.0, -10_000.0
+            rows.append(row)
+            lows.append(-np.inf)
+            highs.append(0.0)
+            row = [0.0] * n
+            row[value], row[flag] = 1.0, -5.0
+            rows.append(row)
+            lows.append(0.0)
+            highs.append(np.inf)
+        constraints = LinearConstraint(np.array(rows), lows, highs)
+        bounds = Bounds(self.low, self.high)
+        out = {}
+        for i, kind in self.kinds.items():
+            found = []
+            for sign in (1.0, -1.0):
+                c = np.zeros(n)
+                c[i] = sign
+                result = milp(c, constraints=constraints, bounds=bounds, integrality=np.ones(n))
+                assert result.status == 0, (self.names[i], result.message)
+                found.append(round(result.x[i]))
+            out[f"{kind}:{self.names[i]}"] = (found[0], found[1])
+        return out
+
+
+def _attack(published: dict[str, pd.DataFrame]) -> dict[str, tuple[float, float]]:
+    a = Attack()
+    att = published["attrition"].sort_values("step")
+    n = {int(r.step): a.count(f"attrition n {r.step}", r.n_persons) for r in att.itertuples()}
+    x = {int(r.step): a.count(f"attrition x {r.step}", r.n_excluded) for r in att.itertuples()}
+    for step in range(1, 4):
+        a.equal({n[step - 1]: 1, x[step]: -1, n[step]: -1})
+    cohort = n[3]
+
+    gr = published["group_results"]
+    size = {}
+    for r in gr.itertuples():
+        i = a.count(f"size {r.exposure_group} in {r.drug_group} row", r.n_persons)
+        if r.exposure_group in size:
+            a.equal({i: 1, size[r.exposure_group]: -1})
+        else:
+            size[r.exposure_group] = i
+    a.equal({cohort: 1, **{size[g]: -1 for g in GROUPS}})
+    users = {}
+    for r in gr.itertuples():
+        for window in ("pre", "post"):
+            u = a.count(
+                f"users {window} {r.exposure_group} {r.drug_group}", getattr(r, f"users_{window}")
+            )
+            users[(r.exposure_group, r.drug_group, window)] = u
+            a.equal({size[r.exposure_group]: 1, u: -1, a.slack("non-users"): -1})
+
+    for r in published["responders"].itertuples():
+        g = r.exposure_group
+        s = a.count(f"responders size {g}", r.n_persons)
+        a.equal({s: 1, size[g]: -1})
+        e = a.count(f"eligible {g} {r.drug_group}", r.n_eligible)
+        rr = a.count(f"responders {g} {r.drug_group}", r.n_responders)
+        a.equal({e: 1, users[(g, r.drug_group, "pre")]: -1})  # eligible: users before
+        a.equal({e: 1, rr: -1, a.slack("non-responders"): -1})
+
+    for r in published["trajectories"].itertuples():
+        g = r.exposure_group
+        s = a.count(f"trajectory size {g}", r.n_persons)
+        a.equal({s: 1, size[g]: -1})
+        u = a.count(f"month users {g} {r.month}", r.n_users)
+        a.equal({size[g]: 1, u: -1, a.slack("month non-users"): -1})
+
+    km = published["km_medians"]
+    kn = {
+        (r.stratum_variable, r.stratum): a.count(f"km n {r.stratum}", r.n_persons)
+        for r in km.itertuples()
+    }
+    ke = {
+        (r.stratum_variable, r.stratum): a.count(f"km events {r.stratum}", r.n_events)
+        for r in km.itertuples()
+    }
+    for key in kn:
+        a.equal({kn[key]: 1, ke[key]: -1, a.slack("censored"): -1})
+    a.equal({cohort: 1, kn[("overall", "all")]: -1})
+    for variable, exact in (("sex", True), ("age_band", False)):
+        for cells in (kn, ke):
+            terms = {cells[("overall", "all")]: 1.0}
+            terms.update({cells[k]: -1.0 for k in cells if k[0] == variable})
+            if not exact:
+                terms[a.slack("outside the bands")] = -1.0
+            a.equal(terms)
+
+    cox = published["cox_results"]
+    model = cox[cox.covariate == "(model)"].iloc[0]
+    male = cox[cox.covariate == "sex"].iloc[0]
+    cn, ce = a.count("cox n", model.n_persons), a.count("cox events", model.n_events)
+    mn, me = a.count("cox n male", male.n_persons), a.count("cox events male", male.n_events)
+    a.equal({kn[("overall", "all")]: 1, cn: -1, a.slack("left out of the model"): -1})
+    a.equal({ke[("overall", "all")]: 1, ce: -1, a.slack("events left out"): -1})
+    a.equal({cn: 1, mn: -1, a.slack("women in the model"): -1})
+    a.equal({ce: 1, me: -1, a.slack("women's events"): -1})
+    a.equal({kn[("sex", "male")]: 1, mn: -1, a.slack("men left out"): -1})
+
+    curve = published["km_curves"].sort_values("time")
+    ar = [a.count(f"at risk {t}", v) for t, v in zip(curve.time, curve.at_risk, strict=True)]
+    ev = [a.count(f"events {t}", v) for t, v in zip(curve.time, curve.events, strict=True)]
+    ce_ = [a.count(f"censored {t}", v) for t, v in zip(curve.time, curve.censored, strict=True)]
+    a.equal({ar[0]: 1, kn[("overall", "all")]: -1})
+    for i in range(len(ar) - 1):
+        a.equal({ar[i]: 1, ev[i]: -1, ce_[i]: -1, ar[i + 1]: -1})
+    return a.ranges()
+
+
+def test_no_small_count_can_be_solved_from_what_is_published():
+    tables = _tables()
+    published = protect_tables(tables)
+    ranges = _attack(published)
+    primary = {k: v for k, v in ranges.items() if k.startswith("primary:")}
+    # Every count of 1-4 in the tables is hidden (the attack has a variable for it) ...
+    assert len(primary) >= 12
+    # ... and none is pinned to one value by the rest.
+    pinned = {k: v for k, v in primary.items() if v[0] == v[1]}
+    assert not pinned, pinned
+
+
+def test_without_complementary_suppression_the_attack_recovers_counts():
+    """The attack is strong enough to matter: on per-row masking alone it solves counts."""
+    from rxcohort.privacy import MASKING_RULES, mask_small_counts
+
+    tables = _tables()
+    per_row = {
+        name: mask_small_counts(frame, table=name, rule=MASKING_RULES.get(name))
+        for name, frame in tables.items()
+    }
+    ranges = _attack(per_row)
+    pinned = {k for k, v in ranges.items() if k.startswith("primary:") and v[0] == v[1]}
+    assert "primary:attrition x 1" in pinned  # 230 - 229
+    assert "primary:size ldn_2_3 in opioids row" in pinned  # 54 - 14 - 37
+
+
+def test_values_resting_on_hidden_counts_go_with_them():
+    published = protect_tables(_tables())
+    groups = published["group_results"]
+    small = groups[groups["exposure_group"] == "ldn_2_3"]
+    assert (small["n_persons"] == MASKED_COUNT).all()
+    assert (small["mean_diff"] == MASKED_VALUE).all()
+    curve = published["km_curves"].sort_values("time")
+    # Survival from the first hidden count of the stratum on (3 events at day 30).
+    assert list(curve["survival"]) == [1.0, MASKED_VALUE, MASKED_VALUE, MASKED_VALUE]
+    cox = published["cox_results"]
+    note = cox.loc[cox["covariate"] == "(model)", "note"].item()
+    assert note in ("<5 person(s) left out", MASKED_VALUE)
+
+
+def test_tables_without_small_counts_are_published_whole():
+    tables = _tables()
+    big = {
+        "attrition": tables["attrition"].assign(
+            n_persons=[300, 290, 280, 54], n_excluded=[0, 10, 10, 226]
+        )
+    }
+    out = protect_tables(big)
+    assert out["attrition"]["n_persons"].tolist() == [300, 290, 280, 54]
+    assert out["attrition"]["n_excluded"].tolist() == [0, 10, 10, 226]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_attrition_chains_are_protected(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(40, 400))
+    rows = [(0, "index", n, 0)]
+    for step in range(1, 6):
+        out_ = int(rng.choice([0, 1, 2, 3, 4, 5, 9, 20]))
+        n -= min(out_, n)
+        rows.append((step, f"step {step}", n, min(out_, rows[-1][2])))
+    attrition = pd.DataFrame(rows, columns=["step", "criterion", "n_persons", "n_excluded"])
+    published = protect_tables({"attrition": attrition})["attrition"]
+    a = Attack()
+    cells_n = [
+        a.count(f"n {s}", v) for s, v in zip(published.step, published.n_persons, strict=True)
+    ]
+    cells_x = [
+        a.count(f"x {s}", v) for s, v in zip(published.step, published.n_excluded, strict=True)
+    ]
+    for k in range(1, len(rows)):
+        a.equal({cells_n[k - 1]: 1, cells_x[k]: -1, cells_n[k]: -1})
+    pinned = {k: v for k, v in a.ranges().items() if k.startswith("primary:") and v[0] == v[1]}
+    assert not pinned, (rows, pinned)
