@@ -396,3 +396,41 @@ def test_cli_reports_no_change_and_one_line_errors(spark, loaded, monkeypatch, c
     assert out.err.strip().splitlines()[-1] == (
         "rxcohort: dispensings/dispensings_2014.csv.gz: separator is ',', the contract says ';'"
     )
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: no handler catches it, nothing after it runs."""
+
+
+def test_a_load_killed_before_its_last_commit_leaves_no_duplicate_bookkeeping(
+    spark, tmp_path, monkeypatch
+):
+    first = write_delivery(tmp_path / "first", dispensings={2013: [dispensing("X1")]})
+    second = write_delivery(
+        tmp_path / "second", dispensings={2013: [dispensing("X1"), dispensing("X2")]}
+    )
+    wh = tmp_path / "wh"
+    ingest_delivery(spark, first, warehouse=wh)
+    quality_rows = io.table_row_count(wh / "quality" / "runs")
+
+    real_write = io.write_table
+
+    def killed_at_bronze_files(df, path, **kwargs):
+        if Path(path).name == "files":
+            raise _Killed
+        return real_write(df, path, **kwargs)
+
+    monkeypatch.setattr(io, "write_table", killed_at_bronze_files)
+    with pytest.raises(_Killed):
+        ingest_delivery(spark, second, warehouse=wh)
+    monkeypatch.setattr(io, "write_table", real_write)
+    # Killed after its deliveries and quality rows: they are there, bronze/files is not.
+    assert io.table_row_count(wh / "silver" / "deliveries") == 2
+    result = ingest_delivery(spark, second, warehouse=wh)  # the rerun
+    assert result.changed
+    deliveries = _read(spark, wh, "silver/deliveries").collect()
+    assert len(deliveries) == 2  # one row per load that happened
+    assert result.load_id in {r["load_id"] for r in deliveries}
+    assert io.table_row_count(wh / "quality" / "runs") == 2 * quality_rows
+    assert _read(spark, wh, "silver/dispensings").count() == 2
+    assert _leftovers(wh) == []

@@ -64,6 +64,7 @@ from rxcohort.quality import (
 )
 from rxcohort.reference import who_ddd_frame
 from rxcohort.schemas import SILVER_DISPENSINGS_PARTITION_BY
+from rxcohort.spark import local_frame
 from rxcohort.spark import pandas_validation_rows as default_pandas_validation_rows
 
 log = get_logger("ingest")
@@ -455,10 +456,12 @@ class _IngestRun:
         for table in staged_silver:
             staged_silver[table].commit(mode="overwrite", commit_info=info)
             staged_quarantine[table].commit(mode="overwrite", commit_info=info)
-        io.write_table(self._delivery_row(), paths.deliveries, mode="append", commit_info=info)
-        io.write_table(
-            self._quality_rows(outcomes), paths.quality_runs, mode="append", commit_info=info
-        )
+        # The bookkeeping: bronze/files is the load's last commit, so a load is complete when
+        # a bronze/files commit names it. A load killed between its deliveries row and that
+        # commit left bookkeeping rows of a load that did not happen: they are replaced here.
+        unfinished = self._unfinished_loads()
+        self._record(paths.deliveries, self._delivery_row(), unfinished, info)
+        self._record(paths.quality_runs, self._quality_rows(outcomes), unfinished, info)
         io.write_table(files_frame.coalesce(1), paths.files, mode="overwrite", commit_info=info)
 
         self._check_committed(counts)
@@ -477,6 +480,49 @@ class _IngestRun:
         )
 
     # ----------------------------------------------------------------------------------------
+
+    def _unfinished_loads(self) -> set[str]:
+        """Load ids in silver/deliveries that no bronze/files commit names (killed loads)."""
+        paths = self.paths
+        if not io.table_exists(paths.deliveries):
+            return set()
+        recorded = {
+            r["load_id"]
+            for r in io.read_table(self.spark, paths.deliveries).select("load_id").collect()
+        }
+        finished = (
+            {
+                e["info"].get("rxcohort.load_id")
+                for e in io.table_history(paths.files)
+                if e["info"].get("rxcohort.load_id")
+            }
+            if io.table_exists(paths.files)
+            else set()
+        )
+        unfinished = recorded - finished
+        if unfinished:
+            log.warning(
+                "%d earlier load(s) ended before their last commit; their bookkeeping rows are "
+                "replaced by this load's",
+                len(unfinished),
+            )
+        return unfinished
+
+    def _record(
+        self, path: Path, rows: DataFrame, unfinished: set[str], info: dict[str, str]
+    ) -> None:
+        """Append this load's bookkeeping rows, dropping those of ``unfinished`` loads."""
+        if not unfinished or not io.table_exists(path):
+            io.write_table(rows, path, mode="append", commit_info=info)
+            return
+        kept = [
+            r for r in io.read_table(self.spark, path).collect() if r["load_id"] not in unfinished
+        ]
+        schema = rows.schema
+        earlier = local_frame(
+            self.spark, [tuple(r[c] for c in schema.fieldNames()) for r in kept], schema
+        )
+        io.write_table(earlier.unionByName(rows), path, mode="overwrite", commit_info=info)
 
     def _bronze_after(
         self,
