@@ -20,7 +20,8 @@ h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem}
 .sub{color:#57606a;margin-top:0}
 table{border-collapse:collapse;width:100%;margin:.5rem 0 1rem}
 th,td{border-bottom:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;vertical-align:top;
-font-size:.9rem}
+font-size:.9rem;overflow-wrap:anywhere}
+.scroll{overflow-x:auto}
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .pass{color:#1a7f37;font-weight:600}.fail{color:#cf222e;font-weight:600}
 .warn{color:#9a6700;font-weight:600}
@@ -87,7 +88,8 @@ def render_quality_report(
             f"<h2>Suite <code>{escape(suite)}</code>: {passed} of {len(items)} passed</h2>"
         )
         parts.append(
-            "<table><tr><th>#</th><th>result</th><th>severity</th><th>expectation</th>"
+            '<div class="scroll"><table><tr><th>#</th><th>result</th><th>severity</th>'
+            "<th>expectation</th>"
             "<th>column</th><th>parameters</th><th>observed</th><th>why</th></tr>"
         )
         for o in items:
@@ -101,9 +103,10 @@ def render_quality_report(
                 f'<tr><td class="num">{o.index + 1}</td><td>{result}</td>'
                 f"<td>{escape(o.severity)}</td><td><code>{escape(o.expectation)}</code></td>"
                 f"<td>{escape(o.column or '')}</td><td>{_format_mapping(o.arguments)}</td>"
-                f"<td>{_format_mapping(o.observed)}</td><td>{escape(o.why or '')}</td></tr>"
+                f"<td>{_format_mapping(o.observed, labels=OBSERVED_LABELS)}</td>"
+                f"<td>{escape(o.why or '')}</td></tr>"
             )
-        parts.append("</table>")
+        parts.append("</table></div>")
     parts.append(
         '<p class="sub">hard: a failure stops the ingest before anything is committed; '
         "soft: reported, the data is committed. Observed values are counts and percentages "
@@ -112,11 +115,26 @@ def render_quality_report(
     return "\n".join(parts)
 
 
-def _format_mapping(values: dict[str, Any]) -> str:
+# Great Expectations' result keys in the words of the report.
+OBSERVED_LABELS = {
+    "observed_value": "observed",
+    "element_count": "rows checked",
+    "unexpected_count": "rows failing",
+    "unexpected_percent": "% of rows failing",
+    "unexpected_percent_total": "% of all rows failing",
+    "unexpected_percent_nonmissing": "% of non-empty rows failing",
+    "missing_count": "empty",
+    "missing_percent": "% empty",
+    "error": "could not be evaluated",
+}
+
+
+def _format_mapping(values: dict[str, Any], *, labels: dict[str, str] | None = None) -> str:
     if not values:
         return ""
     items = []
     for key, value in values.items():
+        key = (labels or {}).get(key, key.replace("_", " "))
         if isinstance(value, float):
             text = f"{value:.4g}"
         elif isinstance(value, str):
