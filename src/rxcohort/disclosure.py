@@ -38,7 +38,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from rxcohort.privacy import MASKING_RULES, SMALL_COUNT_MAX, SMALL_COUNT_MIN, mask_small_counts
+from rxcohort.privacy import (
+    MASKING_RULES,
+    SMALL_COUNT_MAX,
+    SMALL_COUNT_MIN,
+    count_value,
+    mask_small_counts,
+)
 
 CellId = tuple[Hashable, ...]
 
@@ -53,7 +59,7 @@ class _System:
     relations: list[dict[CellId, int]] = field(default_factory=list)
 
     def cell(self, cell: CellId, value: object, table: str, row: Hashable, column: str) -> None:
-        number = _number(value)
+        number = count_value(value)
         if number is None:
             return
         known = self.values.get(cell)
@@ -93,16 +99,6 @@ class _System:
             return
         if self.values[before] - sum(self.values[c] for c in leaving) == self.values[after]:
             self.relations.append({before: 1, **{c: -1 for c in leaving}, after: -1})
-
-
-def _number(value: object) -> float | None:
-    if value is None or value is pd.NA or isinstance(value, str | bool):
-        return None
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return None if np.isnan(number) else number
 
 
 def _sensitive(value: float) -> bool:
@@ -458,7 +454,7 @@ def _km_survival_after_hidden(frame: pd.DataFrame, suppressed: pd.DataFrame) -> 
     columns = [c for c in ("survival", "ci_low", "ci_high") if c in frame.columns]
     hide = pd.DataFrame(False, index=frame.index, columns=columns)
     small = frame[["at_risk", "events"]].map(
-        lambda v: (n := _number(v)) is not None and _sensitive(n)
+        lambda v: (n := count_value(v)) is not None and _sensitive(n)
     )
     flagged = (suppressed[["at_risk", "events"]] | small).any(axis=1)
     for _, part in frame.groupby(["stratum_variable", "stratum"], sort=False):

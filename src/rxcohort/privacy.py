@@ -19,6 +19,7 @@ all the tables published together and calls :func:`mask_small_counts` with them.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -159,15 +160,21 @@ def mask_counts_in_text(value: object) -> object:
     return _COUNT_IN_TEXT.sub(MASKED_COUNT, value)
 
 
-def is_small_count(value: object) -> bool:
-    """True for a person count that must not be shown: 1 to 4 (0 and >= 5 are shown)."""
+def count_value(value: object) -> float | None:
+    """A cell as a number, or None when it holds none (null, NaN, text, a marker)."""
     if value is None or value is pd.NA or isinstance(value, str | bool):
-        return False
+        return None
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        return False
-    return SMALL_COUNT_MIN <= number <= SMALL_COUNT_MAX
+        return None
+    return None if math.isnan(number) else number
+
+
+def is_small_count(value: object) -> bool:
+    """True for a person count that must not be shown: 1 to 4 (0 and >= 5 are shown)."""
+    number = count_value(value)
+    return number is not None and SMALL_COUNT_MIN <= number <= SMALL_COUNT_MAX
 
 
 def mask_small_counts(
