@@ -139,7 +139,9 @@ def _format_one(error: dict[str, Any]) -> str:
         message = str(ctx["error"])
     elif kind == "extra_forbidden":
         key = loc.rsplit(".", 1)[-1]
-        message = "unknown key" + _suggestion(key)
+        # A top-level key is matched against the top-level keys only.
+        top_level = "." not in loc and "[" not in loc
+        message = "unknown key" + _suggestion(key, set(Study.model_fields) if top_level else None)
     elif kind == "missing":
         message = "is required"
     elif kind == "union_tag_invalid":
@@ -182,6 +184,6 @@ def _known_keys() -> set[str]:
     return keys
 
 
-def _suggestion(key: str) -> str:
-    close = difflib.get_close_matches(key, sorted(_known_keys()), n=1, cutoff=0.75)
+def _suggestion(key: str, keys: set[str] | None = None) -> str:
+    close = difflib.get_close_matches(key, sorted(keys or _known_keys()), n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
