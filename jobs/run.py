@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     add_engine_arguments(parser)
     parser.add_argument("--as-of", default=None, help="rebuild a past run from its input versions")
     parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop when an ATC code of the study matches no dispensing",
+    )
+    parser.add_argument(
         "--wait",
         type=float,
         default=0.0,
@@ -53,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             as_of=args.as_of,
             progress=lambda message: print(f"... {message}", file=sys.stderr),
             lock_wait=args.wait,
+            strict=args.strict,
         )
     except RxCohortError as exc:
         print(f"rxcohort run: {exc}", file=sys.stderr)

@@ -208,3 +208,32 @@ def test_a_study_beyond_the_delivered_period_fails_and_is_recorded(spark, tmp_pa
 def test_a_warehouse_without_silver_tables_says_what_to_do(spark, tmp_path):
     with pytest.raises(RxCohortError, match=r"no silver/dispensings table in .*rxcohort ingest"):
         run_study(spark, STUDY, warehouse=tmp_path)
+
+
+def test_a_code_that_matches_no_dispensing_is_named(spark):
+    from rxcohort.errors import ConfigError
+    from rxcohort.study import parse_study
+    from rxcohort.study.pipeline import check_codes_present
+
+    text = (Path(__file__).resolve().parents[1] / "cohorts" / "ldn_opioids_2013.yaml").read_text()
+    study = parse_study(
+        text.replace("other_analgesics: [N02B]", "other_analgesics: [N02B, N02X]"),
+        study_id="x",
+        source="x.yaml",
+    ).study
+    rows = [
+        ("N07BB04",),  # the index drug
+        ("N02AX02",),  # opioids
+        ("M01AE01",),  # nsaids
+        ("N02BE01",),  # other analgesics; nothing starts with N02X
+    ]
+    dispensings = spark.createDataFrame(rows, "atc_code string")
+    assert check_codes_present(study, dispensings) == ["N02X"]
+    with pytest.raises(ConfigError, match=r"ATC code\(s\) N02X match no dispensing"):
+        check_codes_present(study, dispensings, strict=True)
+    assert (
+        check_codes_present(
+            study, dispensings.union(spark.createDataFrame([("N02XA1",)], "atc_code string"))
+        )
+        == []
+    )

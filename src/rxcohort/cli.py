@@ -218,6 +218,10 @@ def run(
     engine: EngineOpt = None,
     remote: RemoteOpt = None,
     wait: WaitOpt = 0.0,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Stop when an ATC code of the study matches no dispensing."),
+    ] = False,
 ) -> None:
     """Build the study's cohort, outcomes, statistics, persistence and report."""
     from rxcohort.preflight import check_run_id, check_warehouse
@@ -232,7 +236,12 @@ def run(
         from rxcohort.study import run_study
 
         result = run_study(
-            _spark(engine, remote), study_file, warehouse=root, as_of=as_of, progress=_progress
+            _spark(engine, remote),
+            study_file,
+            warehouse=root,
+            as_of=as_of,
+            progress=_progress,
+            strict=strict,
         )
     print_summary(f"Study {result.study_id}", result.summary_rows())
 

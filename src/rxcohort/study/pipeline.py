@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from rxcohort import io
-from rxcohort.errors import RxCohortError, TableNotFoundError
+from rxcohort.errors import ConfigError, RxCohortError, TableNotFoundError
 from rxcohort.lock import warehouse_lock
 from rxcohort.log import get_logger
 from rxcohort.study.build import (
@@ -33,7 +33,7 @@ from rxcohort.study.build import (
     select_dispensings_for,
 )
 from rxcohort.study.loader import StudySource, load_study_source, parse_study
-from rxcohort.study.models import Study
+from rxcohort.study.models import DrugRule, ReimbursementRule, Study
 from rxcohort.study.runs import (
     STATUS_SUCCEEDED,
     RunRecord,
@@ -128,13 +128,18 @@ def run_study(
     as_of: str | None = None,
     progress: Progress | None = None,
     lock_wait: float = 0.0,
+    strict: bool = False,
 ) -> StudyRun:
     """Build and write the study's tables; record the run. See the module docstring.
 
     The warehouse's write lock is held throughout (waited for up to ``lock_wait`` seconds).
+    An ATC code or prefix of the study that matches no dispensing in the warehouse is a
+    warning, or with ``strict`` an error (:func:`check_codes_present`).
     """
     with warehouse_lock(warehouse, command="run", wait_seconds=lock_wait, say=progress):
-        return _run_study(spark, study_file, warehouse=warehouse, as_of=as_of, progress=progress)
+        return _run_study(
+            spark, study_file, warehouse=warehouse, as_of=as_of, progress=progress, strict=strict
+        )
 
 
 def _run_study(
@@ -144,6 +149,7 @@ def _run_study(
     warehouse: str | Path,
     as_of: str | None,
     progress: Progress | None,
+    strict: bool,
 ) -> StudyRun:
     say = progress or (lambda message: None)
     warehouse = Path(warehouse)
@@ -170,6 +176,7 @@ def _run_study(
         record.input_versions = pin_inputs(warehouse, pinned)
         say("reading " + ", ".join(f"{k} v{v}" for k, v in sorted(record.input_versions.items())))
         inputs = read_inputs(spark, warehouse, record.input_versions)
+        check_codes_present(study, inputs[DISPENSINGS], strict=strict)
         data_period = check_coverage(study, inputs.get(DELIVERIES)) or _dispensing_period(
             inputs[DISPENSINGS]
         )
@@ -377,6 +384,41 @@ def read_inputs(
         name: io.read_table(spark, warehouse / name, version=version)
         for name, version in versions.items()
     }
+
+
+def study_codes(study: Study) -> list[str]:
+    """Every ATC code or prefix the study names: index drug, drug groups, rules."""
+    codes = [*study.index_drug.atc, *(p for ps in study.drug_groups.values() for p in ps)]
+    for _, rule in study.rules:
+        if isinstance(rule, DrugRule | ReimbursementRule):
+            codes.extend(study.rule_atc(rule) or ())
+    return sorted(set(codes))
+
+
+def check_codes_present(study: Study, dispensings: DataFrame, *, strict: bool = False) -> list[str]:
+    """The study's ATC codes and prefixes that match no dispensing in ``dispensings`` (one
+    pass over its ``atc_code`` column), each named in a warning - or, with ``strict``, in an
+    error: a well-formed code that exists nowhere (``N02X``) would otherwise count as nobody's
+    use and pass silently."""
+    codes = study_codes(study)
+    if not codes:
+        return []
+    row = dispensings.agg(
+        *[
+            F.max(F.col("atc_code").startswith(code).cast("int")).alias(f"c{i}")
+            for i, code in enumerate(codes)
+        ]
+    ).first()
+    missing = [code for i, code in enumerate(codes) if not (row and row[f"c{i}"])]
+    if missing:
+        message = (
+            f"study {study.study_id}: ATC code(s) {', '.join(missing)} match no dispensing in "
+            "the warehouse (a typing error, or a code the registry does not use)"
+        )
+        if strict:
+            raise ConfigError(message)
+        log.warning("%s", message)
+    return missing
 
 
 def check_coverage(study: Study, deliveries: DataFrame | None) -> tuple[date, date] | None:
