@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -92,8 +93,7 @@ def test_a_waiting_writer_goes_on_when_the_holder_ends(tmp_path, child):
     said: list[str] = []
     began = time.monotonic()
     # The holder lets go 1.5 s from now; the waiter, told to wait up to 30 s, then goes on.
-    threading_timer = __import__("threading").Timer(1.5, release.set)
-    threading_timer.start()
+    threading.Timer(1.5, release.set).start()
     with warehouse_lock(tmp_path, command="run", wait_seconds=30, say=said.append):
         waited = time.monotonic() - began
     assert 1.0 < waited < 30
@@ -156,8 +156,10 @@ def test_clearing_a_crashed_writers_record(tmp_path):
         )
     )
     assert "ended without releasing" in lock_state(tmp_path).describe()
-    clear_stale_record(tmp_path)
+    cleared = clear_stale_record(tmp_path)
+    assert cleared is not None and cleared.pid == 999999
     assert "the last writer was `ingest`" in lock_state(tmp_path).describe()
+    assert clear_stale_record(tmp_path) is None  # nothing left to clear
 
 
 def test_a_missing_warehouse_is_not_created_by_a_run(tmp_path):

@@ -360,18 +360,15 @@ def lock(
     from rxcohort.preflight import check_warehouse
 
     root = check_warehouse(_warehouse(warehouse))
-    state = lock_state(root)
     if clear:
-        if state.held:
-            clear_stale_record(root)  # raises, naming the live holder
-        cleared = state.holder is not None and not state.holder.released
-        clear_stale_record(root)
+        cleared = clear_stale_record(root)  # raises, naming a live holder
         console.print(
-            "cleared the record of a writer that ended without releasing the lock"
+            f"cleared the record of {cleared.describe()}, which ended without releasing the lock"
             if cleared
-            else "nothing to clear: " + state.describe()
+            else "nothing to clear: " + lock_state(root).describe()
         )
         return
+    state = lock_state(root)
     console.print(state.describe())
     if state.held:
         raise typer.Exit(4)

@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from rxcohort.errors import RxCohortError
 from rxcohort.log import get_logger
@@ -270,44 +269,50 @@ def lock_state(warehouse: str | Path) -> LockState:
     path = lock_path(warehouse)
     if not path.is_file():
         return LockState(held=False, holder=None)
-    holder = Holder.read(path)
     if _held_here(Path(warehouse)):
-        return LockState(held=True, holder=holder)
-    fd = os.open(path, os.O_RDWR)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return LockState(held=True, holder=holder)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return LockState(held=False, holder=holder)
-    finally:
-        os.close(fd)
+        return LockState(held=True, holder=Holder.read(path))
+    with _probe(path) as fd:
+        return LockState(held=fd is None, holder=Holder.read(path))
 
 
-def clear_stale_record(warehouse: str | Path) -> LockState:
-    """Mark a crashed writer's record as released; refuses while a live process holds the lock."""
+def clear_stale_record(warehouse: str | Path) -> Holder | None:
+    """Mark a crashed writer's record as released and return it (None: nothing to clear).
+
+    Refuses while a live process holds the lock: that lock is never taken away.
+    """
     path = lock_path(warehouse)
     if not path.is_file():
-        return LockState(held=False, holder=None)
+        return None
+    with _probe(path) as fd:
+        holder = Holder.read(path)
+        if fd is None:
+            who = holder.describe() if holder else "another process"
+            stop = f"kill {holder.pid} on {holder.host}" if holder else "stop that process"
+            raise WarehouseBusyError(
+                f"{who} holds the lock of {warehouse} and is alive; a live writer's lock is not "
+                f"taken away: stop that process ({stop})"
+            )
+        if holder is None or holder.released:
+            return None
+        _write_record(fd, _released(holder))
+        return holder
+
+
+@contextlib.contextmanager
+def _probe(path: Path) -> Iterator[int | None]:
+    """The lock file's descriptor with the lock taken for the block, or None when a live
+    process holds it."""
     fd = os.open(path, os.O_RDWR)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = Holder.read(path)
-            who = holder.describe() if holder else "another process"
-            raise WarehouseBusyError(
-                f"{who} holds the lock of {warehouse} and is alive; a live writer's lock is not "
-                f"taken away: stop that process (kill {holder.pid} on {holder.host})"
-                if holder
-                else f"{who} holds the lock of {warehouse}; stop that process"
-            ) from None
-        holder = Holder.read(path)
-        if holder is not None and not holder.released:
-            _write_record(fd, _released(holder))
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return LockState(held=False, holder=holder)
+            yield None
+            return
+        try:
+            yield fd
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
 
@@ -315,8 +320,3 @@ def clear_stale_record(warehouse: str | Path) -> LockState:
 def _held_here(warehouse: Path) -> bool:
     with _GUARD:
         return str(warehouse.resolve()) in _HELD
-
-
-def describe_holder_json(state: LockState) -> dict[str, Any]:
-    """The state as JSON-ready values (``rxcohort lock --json``)."""
-    return {"held": state.held, "holder": state.holder.__dict__ if state.holder else None}
