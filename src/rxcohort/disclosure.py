@@ -210,30 +210,20 @@ def _km(system: _System, tables: Mapping[str, pd.DataFrame], cohort: CellId | No
         if times:
             system.equal(("ar", v, s, times[0]), ("km_n", v, s))
     timed = curves.assign(time=curves["time"].astype(float))
-    for kind in ("ar", "ev", "ce"):
-        for time, at in timed.groupby("time", sort=True):
-            _strata_sums_at(system, at, kind, float(time))
+    for time, at in timed.groupby("time", sort=True):
+        _strata_sums(system, at, ("ar", "ev", "ce"), float(time))
 
 
-def _strata_sums(system: _System, frame: pd.DataFrame, kinds: Iterable[str]) -> None:
+def _strata_sums(system: _System, frame: pd.DataFrame, kinds: Iterable[str], *at: Hashable) -> None:
+    """Each stratum variable's strata within the overall row (``at``: a time, for curves)."""
     for variable in sorted(set(frame["stratum_variable"]) - {"overall"}):
         strata = sorted(str(s) for s in frame.loc[frame["stratum_variable"] == variable, "stratum"])
         for kind in kinds:
             system.total_of(
-                (kind, "overall", "all"),
-                [(kind, str(variable), s) for s in strata],
-                (f"{kind}_outside", str(variable)),
+                (kind, "overall", "all", *at),
+                [(kind, str(variable), s, *at) for s in strata],
+                (f"{kind}_outside", str(variable), *at),
             )
-
-
-def _strata_sums_at(system: _System, at: pd.DataFrame, kind: str, time: float) -> None:
-    for variable in sorted(set(at["stratum_variable"]) - {"overall"}):
-        strata = sorted(str(s) for s in at.loc[at["stratum_variable"] == variable, "stratum"])
-        system.total_of(
-            (kind, "overall", "all", time),
-            [(kind, str(variable), s, time) for s in strata],
-            (f"{kind}_outside", str(variable), time),
-        )
 
 
 def _cox(system: _System, tables: Mapping[str, pd.DataFrame]) -> None:
@@ -336,9 +326,7 @@ def _solvable_cells(system: _System, hidden: set[CellId], protect: set[CellId]) 
         wanted = [c for c in component if c in protect]
         if not wanted or not relations:
             continue
-        columns = sorted(component, key=repr)
-        index = {c: i for i, c in enumerate(columns)}
-        matrix = np.array([[r.get(c, 0) for c in columns] for r in relations], dtype=float)
+        _, index, matrix = _matrix(component, relations)
         _, singular, vh = np.linalg.svd(matrix)
         rank = int((singular > 1e-9 * max(1.0, singular.max(initial=0.0))).sum())
         null = vh[rank:].T  # columns x (columns - rank)
@@ -361,13 +349,10 @@ def _pinned_by_bounds(system: _System, hidden: set[CellId]) -> list[CellId]:
 
     out: list[CellId] = []
     for component, relations in _components(system, hidden):
-        wanted = [c for c in component if c not in system.virtual and _sensitive(system.values[c])]
-        wanted += [c for c in component if c in system.virtual and _sensitive(system.values[c])]
+        wanted = [c for c in component if _sensitive(system.values[c])]
         if not wanted or not relations:
             continue
-        columns = sorted(component, key=repr)
-        index = {c: i for i, c in enumerate(columns)}
-        matrix = np.array([[r.get(c, 0) for c in columns] for r in relations], dtype=float)
+        columns, index, matrix = _matrix(component, relations)
         constants = np.array(
             [-sum(k * system.values[c] for c, k in r.items() if c not in hidden) for r in relations]
         )
@@ -382,6 +367,16 @@ def _pinned_by_bounds(system: _System, hidden: set[CellId]) -> list[CellId]:
             if high.x[index[cell]] - low.x[index[cell]] < 1 - 1e-9:
                 out.append(cell)
     return out
+
+
+def _matrix(
+    component: set[CellId], relations: Sequence[Mapping[CellId, int]]
+) -> tuple[list[CellId], dict[CellId, int], np.ndarray]:
+    """The relations' coefficients on a group of hidden cells (columns in a fixed order)."""
+    columns = sorted(component, key=repr)
+    index = {c: i for i, c in enumerate(columns)}
+    matrix = np.array([[r.get(c, 0) for c in columns] for r in relations], dtype=float)
+    return columns, index, matrix
 
 
 def _reader_bounds(system: _System, cell: CellId) -> tuple[float, float | None]:
