@@ -166,8 +166,11 @@ def _masked(data: ReportData, frame: pd.DataFrame, table: str) -> pd.DataFrame:
     them: with the primary and complementary suppression of all the report's result tables
     together (:func:`rxcohort.disclosure.protect_tables`)."""
     protected = data.protected.get(table)
-    if protected is None or not frame.index.isin(protected.index).all():
+    if protected is None:  # a ReportData built without it (tests of single sections)
         return mask_small_counts(frame.reset_index(drop=True), table=table)
+    if not frame.index.isin(protected.index).all():
+        # Rows the report-wide suppression never saw would be shown with per-row masking only.
+        raise ValueError(f"{table}: the rows to show are not rows of the report's {table}")
     shown = protected.loc[frame.index]
     extra = [c for c in frame.columns if c not in shown.columns]
     if extra:
