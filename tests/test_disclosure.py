@@ -18,7 +18,8 @@ import pytest
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from rxcohort.disclosure import protect_tables
-from rxcohort.privacy import MASKED_COUNT, MASKED_VALUE
+from rxcohort.privacy import MASKED_COUNT, MASKED_VALUE, mask_small_counts
+from rxcohort.report.sections import REPORT_RULES
 
 GROUPS = ("ldn_1", "ldn_2_3", "ldn_4plus")
 DRUGS = ("opioids", "nsaids")
@@ -350,3 +351,203 @@ def test_random_attrition_chains_are_protected(seed):
         a.equal({cells_n[k - 1]: 1, cells_x[k]: -1, cells_n[k]: -1})
     pinned = {k: v for k, v in a.ranges().items() if k.startswith("primary:") and v[0] == v[1]}
     assert not pinned, (rows, pinned)
+
+
+# -- the report's own tables: Table 1, baseline use, the dose histogram and bands -------------
+
+
+def _report_tables() -> tuple[dict[str, pd.DataFrame], dict[tuple[str, str], int]]:
+    """Tables as the report computes them, with 1-4 persons in every margin; and the true
+    values of the unpublished cells an attacker would want (men, non-users)."""
+    attrition = pd.DataFrame(
+        [(0, "index", 300, 0), (1, "new users", 296, 4), (2, "prior use", 60, 236)],
+        columns=["step", "criterion", "n_persons", "n_excluded"],
+    )
+    size = {"ldn_1": 3, "ldn_2_3": 20, "ldn_4plus": 37}
+    female = {"ldn_1": 2, "ldn_2_3": 18, "ldn_4plus": 20}  # 2 men in ldn_2_3
+    users = {  # (group, drug): (pre, post)
+        ("ldn_1", "opioids"): (3, 2),
+        ("ldn_1", "nsaids"): (0, 1),
+        ("ldn_2_3", "opioids"): (20, 3),
+        ("ldn_2_3", "nsaids"): (9, 12),
+        ("ldn_4plus", "opioids"): (37, 30),
+        ("ldn_4plus", "nsaids"): (36, 20),  # 1 non-user before
+    }
+    chars = pd.DataFrame(
+        [(g, size[g], female[g], 50.0, 10.0) for g in GROUPS]
+        + [("all", 60, sum(female.values()), 50.0, 10.0)],
+        columns=["exposure_group", "n_persons", "n_female", "age_mean", "age_sd"],
+    )
+    window_rows = []
+    for d in DRUGS:
+        for w, k in (("pre", 0), ("post", 1)):
+            for g in GROUPS:
+                window_rows.append((g, d, w, size[g], users[(g, d)][k], 10.0, 2.0, 9.0))
+            total = sum(users[(g, d)][k] for g in GROUPS)
+            window_rows.append(("all", d, w, 60, total, 10.0, 2.0, 9.0))
+    window_ddd = pd.DataFrame(
+        window_rows,
+        columns=[
+            "exposure_group", "drug_group", "window", "n_persons", "n_users", "mean_ddd",
+            "sd_ddd", "median_ddd",
+        ],
+    )  # fmt: skip
+    group_results = pd.DataFrame(
+        [
+            (g, d, size[g], 10.0, 9.0, -1.0, users[(g, d)][0], users[(g, d)][1])
+            for g in GROUPS
+            for d in DRUGS
+        ],
+        columns=[
+            "exposure_group", "drug_group", "n_persons", "mean_ddd_pre", "mean_ddd_post",
+            "mean_diff", "users_pre", "users_post",
+        ],
+    )  # fmt: skip
+    km_medians = pd.DataFrame(
+        [("overall", "all", 60, 50, 100.0, 80.0, 120.0)],
+        columns=[
+            "stratum_variable", "stratum", "n_persons", "n_events", "median_time",
+            "median_ci_low", "median_ci_high",
+        ],
+    )  # fmt: skip
+    bins = {0: 0, 1: 2, 2: 6, 3: 0, 4: 14, 5: 0, 6: 11, 7: 0, 8: 0, 9: 19, 10: 8, -1: 0}
+    band = {0: "ultra_low", 1: "ultra_low", 10: "other", -1: None}
+    dose_bins = pd.DataFrame(
+        [(o, f"bin {o}", band.get(o, "low"), n) for o, n in bins.items()],
+        columns=["bin_order", "bin", "band", "n_persons"],
+    )
+    dose_bands = pd.DataFrame(
+        [("low", 50), ("other", 8), ("ultra_low", 2)], columns=["value", "n_persons"]
+    )
+    tables = {
+        "attrition": attrition,
+        "characteristics": chars,
+        "window_ddd": window_ddd,
+        "group_results": group_results,
+        "km_medians": km_medians,
+        "dose_bins": dose_bins,
+        "dose_bands": dose_bands,
+    }
+    unpublished = {(g, "men"): size[g] - female[g] for g in GROUPS}
+    for (g, d), (pre, post) in users.items():
+        unpublished[(g, f"{d} pre non-users")] = size[g] - pre
+        unpublished[(g, f"{d} post non-users")] = size[g] - post
+    return tables, unpublished
+
+
+def _attack_report(published: dict[str, pd.DataFrame]) -> dict[str, tuple[float, float]]:
+    a = Attack()
+    att = published["attrition"].sort_values("step")
+    n = {int(r.step): a.count(f"attrition n {r.step}", r.n_persons) for r in att.itertuples()}
+    x = {int(r.step): a.count(f"attrition x {r.step}", r.n_excluded) for r in att.itertuples()}
+    for step in (1, 2):
+        a.equal({n[step - 1]: 1, x[step]: -1, n[step]: -1})
+    cohort = n[2]
+    chars = published["characteristics"].set_index("exposure_group")
+    size = {g: a.count(f"size {g}", chars.loc[g, "n_persons"]) for g in GROUPS}
+    a.equal({a.count("size all", chars.loc["all", "n_persons"]): 1, cohort: -1})
+    a.equal({cohort: 1, **{size[g]: -1 for g in GROUPS}})
+    women = {g: a.count(f"women {g}", chars.loc[g, "n_female"]) for g in GROUPS}
+    a.equal(
+        {a.count("women all", chars.loc["all", "n_female"]): 1, **{women[g]: -1 for g in GROUPS}}
+    )
+    for g in GROUPS:
+        a.equal({size[g]: 1, women[g]: -1, a.watch(f"{g} men"): -1})
+    for r in published["group_results"].itertuples():
+        g = r.exposure_group
+        a.equal({a.count(f"group_results size {g}", r.n_persons): 1, size[g]: -1})
+        for w in ("pre", "post"):
+            u = a.count(f"group_results users {g} {r.drug_group} {w}", getattr(r, f"users_{w}"))
+            a.equal({size[g]: 1, u: -1, a.watch(f"{g} {r.drug_group} {w} non-users"): -1})
+            same = published["window_ddd"]
+            row = same[
+                (same.exposure_group == g) & (same.drug_group == r.drug_group) & (same.window == w)
+            ]
+            a.equal({u: 1, a.count(f"window users {g} {r.drug_group} {w}", row.n_users.item()): -1})
+    ddd = published["window_ddd"]
+    for (d, w), part in ddd.groupby(["drug_group", "window"]):
+        part = part.set_index("exposure_group")
+        terms = {a.count(f"window users all {d} {w}", part.loc["all", "n_users"]): 1.0}
+        for g in GROUPS:
+            terms[a.count(f"window users {g} {d} {w} again", part.loc[g, "n_users"])] = -1.0
+            a.equal({a.count(f"window size {g} {d} {w}", part.loc[g, "n_persons"]): 1, size[g]: -1})
+        a.equal(terms)
+    km = published["km_medians"].iloc[0]
+    km_n = a.count("km n", km.n_persons)
+    a.equal({km_n: 1, cohort: -1})
+    bins = published["dose_bins"]
+    cells = {
+        int(o): a.count(f"bin {o}", v) for o, v in zip(bins.bin_order, bins.n_persons, strict=True)
+    }
+    a.equal({km_n: 1, **{c: -1 for c in cells.values()}})
+    bands = published["dose_bands"].set_index("value")["n_persons"]
+    members = {"ultra_low": (0, 1), "low": tuple(range(2, 10)), "other": (10,)}
+    for name, orders in members.items():
+        a.equal({a.count(f"band {name}", bands[name]): 1, **{cells[o]: -1 for o in orders}})
+    return a.ranges()
+
+
+def _watch(self: Attack, name: str) -> int:
+    i = self.slack(name)
+    self.kinds[i] = "unpublished"
+    return i
+
+
+Attack.watch = _watch  # type: ignore[attr-defined]
+
+
+def test_report_tables_leave_no_small_count_solvable():
+    tables, unpublished = _report_tables()
+    published = protect_tables(tables, rules=REPORT_RULES, windows=("pre", "post"))
+    ranges = _attack_report(published)
+    primary = {k: v for k, v in ranges.items() if k.startswith("primary:")}
+    assert len(primary) >= 8  # sizes, women, users, bins and bands of 1-4
+    assert not {k: v for k, v in primary.items() if v[0] == v[1]}
+    # The unpublished counts of 1-4 (men of a group, non-users) are open too.
+    small = {f"{g} {what}" for (g, what), v in unpublished.items() if 1 <= v <= 4}
+    assert small
+    for name in small:
+        low, high = ranges[f"unpublished:{name}"]
+        assert low < high, (name, low, high)
+    # Shares and means resting on hidden counts go with them.
+    chars = published["characteristics"].set_index("exposure_group")
+    assert chars.loc["ldn_1", "age_mean"] == MASKED_VALUE
+
+
+def test_report_tables_per_row_masking_alone_gives_counts_away():
+    from rxcohort.privacy import mask_small_counts
+
+    tables, _ = _report_tables()
+    per_row = {
+        name: mask_small_counts(frame, table=name, rule=REPORT_RULES.get(name))
+        for name, frame in tables.items()
+    }
+    ranges = _attack_report(per_row)
+    assert ranges["unpublished:ldn_2_3 men"] == (2, 2)  # 20 persons, 18 women
+    assert ranges["primary:size ldn_1"] == (3, 3)  # 60 - 20 - 37
+    assert ranges["primary:bin 1"] == (2, 2)  # 60 persons less the other bins
+
+
+def _attack_dose(published: dict[str, pd.DataFrame]) -> dict[str, tuple[float, float]]:
+    a = Attack()
+    km_n = a.count("km n", published["km_medians"].iloc[0].n_persons)
+    bins = published["dose_bins"]
+    cells = {
+        int(o): a.count(f"bin {o}", v) for o, v in zip(bins.bin_order, bins.n_persons, strict=True)
+    }
+    a.equal({km_n: 1, **{c: -1 for c in cells.values()}})
+    bands = published["dose_bands"].set_index("value")["n_persons"]
+    members = {"ultra_low": (0, 1), "low": tuple(range(2, 10)), "other": (10,)}
+    for name, orders in members.items():
+        a.equal({a.count(f"band {name}", bands[name]): 1, **{cells[o]: -1 for o in orders}})
+    return a.ranges()
+
+
+def test_dose_bins_and_bands_cannot_be_solved_from_their_total():
+    tables, _ = _report_tables()
+    dose = {k: tables[k] for k in ("km_medians", "dose_bins", "dose_bands")}
+    per_row = {k: mask_small_counts(v, table=k, rule=REPORT_RULES.get(k)) for k, v in dose.items()}
+    assert _attack_dose(per_row)["primary:bin 1"] == (2, 2)  # 60 less the other bins
+    ranges = _attack_dose(protect_tables(dose, rules=REPORT_RULES))
+    primary = {k: v for k, v in ranges.items() if k.startswith("primary:")}
+    assert primary and not {k: v for k, v in primary.items() if v[0] == v[1]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import date
 
 import pandas as pd
@@ -212,3 +213,41 @@ def test_report_is_self_contained_and_escaped():
     assert "rows failing=2" in page and "max=0.5" in page
     assert "unexpected_count" not in page  # GX's own result keys are not shown
     assert "src=" not in page and "href=" not in page  # nothing to fetch
+
+
+def test_the_page_hides_row_counts_of_one_to_four_and_what_gives_them_back():
+    from rxcohort.quality.report import protect_page
+
+    counts = {  # persons.csv: 250 read = 247 clean + 3 quarantined + 0 duplicates
+        "read": 250,
+        "clean": 247,
+        "quarantined": 3,
+        "duplicates": 0,
+        "reason birth_year": 3,
+    }
+    totals = [
+        ("read", ["clean", "quarantined", "duplicates"]),
+        ("quarantined", ["reason birth_year"]),
+    ]
+    outcomes = [
+        _outcome("soft", False, element_count=250, unexpected_count=3, unexpected_percent=1.2),
+        replace(
+            _outcome(
+                "soft", False, element_count=250, unexpected_count=40, unexpected_percent=16.0
+            ),
+            index=1,
+        ),
+    ]
+    shown, protected = protect_page(counts, totals, outcomes)
+    assert shown["quarantined"] == shown["reason birth_year"] == "<5"
+    assert shown["duplicates"] == 0
+    # 250 - 247 - 0 would be the 3: one of the two goes.
+    assert "masked" in (shown["read"], shown["clean"])
+    first, second = (o.observed for o in protected)
+    assert first["unexpected_count"] == "<5" and first["unexpected_percent"] == "masked"
+    # 250 checked, 40 failing: no small count in it, shown whole (the 210 passing is no secret).
+    assert second == outcomes[1].observed
+    # Without the rows read, the clean rows or the percentage, nothing pins the 3: every
+    # published relation leaves at least two unknowns (checked by hand above).
+    visible = [v for v in shown.values() if isinstance(v, int)]
+    assert 3 not in visible

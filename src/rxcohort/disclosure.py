@@ -39,9 +39,13 @@ import numpy as np
 import pandas as pd
 
 from rxcohort.privacy import (
+    ALL_GROUPS,
+    MASKED_COUNT,
+    MASKED_VALUE,
     MASKING_RULES,
     SMALL_COUNT_MAX,
     SMALL_COUNT_MIN,
+    MaskingRule,
     count_value,
     mask_small_counts,
 )
@@ -108,7 +112,7 @@ def _sensitive(value: float) -> bool:
 # -- the cells and relations of each table ------------------------------------------------------
 
 
-def _build(tables: Mapping[str, pd.DataFrame]) -> _System:
+def _build(tables: Mapping[str, pd.DataFrame], windows: Mapping[str, str]) -> _System:
     system = _System()
     attrition = tables.get("attrition")
     last_step: CellId | None = None
@@ -173,14 +177,116 @@ def _build(tables: Mapping[str, pd.DataFrame]) -> _System:
             g = str(r["exposure_group"])
             groups.add(g)
             system.cell(("group_n", g), r["n_persons"], "its_results", row, "n_persons")
+    cohort = last_step or ("cohort",)
+    _characterisation(system, tables, cohort, windows, groups)
     for key in [k for k in system.values if k[0] == "users"]:
         system.total_of(("group_n", key[1]), [key], ("nonusers", *key[1:]))
-    if last_step is not None and groups:
-        system.total_of(last_step, [("group_n", g) for g in sorted(groups)], ("no_group",))
+    if groups:
+        system.total_of(cohort, [("group_n", g) for g in sorted(groups)], ("no_group",))
 
     _km(system, tables, last_step)
     _cox(system, tables)
+    _dose(system, tables, cohort)
     return system
+
+
+def _characterisation(
+    system: _System,
+    tables: Mapping[str, pd.DataFrame],
+    cohort: CellId,
+    windows: Mapping[str, str],
+    groups: set[str],
+) -> None:
+    """The report's Table 1 (``characteristics``) and its baseline drug use (``window_ddd``):
+    per exposure group and for all of them (``exposure_group = 'all'``, the cohort).
+
+    The persons of a group are the same cell as in the result tables, and so are its users
+    of a drug group in a window that ``windows`` maps to the study's pre or post window.
+    """
+
+    def size(group: str) -> CellId:
+        return cohort if group == ALL_GROUPS else ("group_n", group)
+
+    chars = tables.get("characteristics")
+    if chars is not None:
+        for row, r in chars.iterrows():
+            g = str(r["exposure_group"])
+            if g != ALL_GROUPS:
+                groups.add(g)
+            system.cell(size(g), r["n_persons"], "characteristics", row, "n_persons")
+            system.cell(("female", g), r["n_female"], "characteristics", row, "n_female")
+            system.total_of(size(g), [("female", g)], ("not_female", g))
+        named = sorted(str(g) for g in chars["exposure_group"] if str(g) != ALL_GROUPS)
+        system.total_of(
+            ("female", ALL_GROUPS), [("female", g) for g in named], ("female_no_group",)
+        )
+    ddd = tables.get("window_ddd")
+    if ddd is None:
+        return
+    for row, r in ddd.iterrows():
+        g, d, w = str(r["exposure_group"]), str(r["drug_group"]), str(r["window"])
+        if g != ALL_GROUPS:
+            groups.add(g)
+        system.cell(size(g), r["n_persons"], "window_ddd", row, "n_persons")
+        users = ("users", g, d, windows.get(w, w))
+        system.cell(users, r["n_users"], "window_ddd", row, "n_users")
+        if g == ALL_GROUPS:
+            system.total_of(cohort, [users], ("nonusers", g, d, windows.get(w, w)))
+    for (d, w), part in ddd.groupby(["drug_group", "window"], sort=True):
+        named = sorted(str(g) for g in part["exposure_group"] if str(g) != ALL_GROUPS)
+        window = windows.get(str(w), str(w))
+        system.total_of(
+            ("users", ALL_GROUPS, str(d), window),
+            [("users", g, str(d), window) for g in named],
+            ("users_no_group", str(d), window),
+        )
+
+
+def _dose(system: _System, tables: Mapping[str, pd.DataFrame], cohort: CellId) -> None:
+    """The report's dose histogram (``dose_bins``: bin_order, band, n_persons) and dose bands
+    (``dose_bands``: value, n_persons): each band is the sum of its bins, the bins together
+    are the persons of the persistence analysis (the Kaplan-Meier population, or the cohort)."""
+    bins = tables.get("dose_bins")
+    bands = tables.get("dose_bands")
+    analysed: CellId = ("km_n", "overall", "all")
+    total = analysed if system.has(analysed) else cohort
+    if bins is not None:
+        for row, r in bins.iterrows():
+            cell = ("dose_bin", int(r["bin_order"]))
+            system.cell(cell, r["n_persons"], "dose_bins", row, "n_persons")
+        cells = [("dose_bin", int(o)) for o in sorted(bins["bin_order"])]
+        system.total_of(total, cells, ("dose_left_out",))
+    if bands is None:
+        return
+    for row, r in bands.iterrows():
+        value = _band(r["value"]) or _NO_DOSE
+        system.cell(("dose_band", value), r["n_persons"], "dose_bands", row, "n_persons")
+    values = sorted({_band(v) or _NO_DOSE for v in bands["value"]})
+    system.total_of(total, [("dose_band", v) for v in values], ("dose_band_left_out",))
+    if bins is None or "band" not in bins.columns:
+        return
+    # A bin of doses of one band lies in that band; bin -1 (no dose) is the band of no dose;
+    # a bin across two bands ties nothing.
+    band = [
+        _band(b) if o >= 0 else _NO_DOSE
+        for o, b in zip(bins["bin_order"], bins["band"], strict=True)
+    ]
+    for value, part in bins.assign(_band=band).dropna(subset="_band").groupby("_band", sort=True):
+        system.total_of(
+            ("dose_band", value),
+            [("dose_bin", int(o)) for o in sorted(part["bin_order"])],
+            ("dose_band_rest", value),
+        )
+
+
+_NO_DOSE = "(no dose)"
+
+
+def _band(value: object) -> str | None:
+    """A dose band as a cell key; a missing one is the band of persons without a dose."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return str(value)
 
 
 def _km(system: _System, tables: Mapping[str, pd.DataFrame], cohort: CellId | None) -> None:
@@ -419,16 +525,49 @@ def _components(
 # -- the artifact ------------------------------------------------------------------------------
 
 
-def protect_tables(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def protect_counts(
+    counts: Mapping[CellId, object], totals: Iterable[tuple[CellId, Sequence[CellId]]] = ()
+) -> dict[CellId, object]:
+    """Counts published together as they may be shown: each one itself, ``<5`` (1-4) or
+    ``masked`` (hidden so that none of 1-4 can be worked out), given the ``totals`` a reader
+    knows (a total and its parts; what the parts leave of the total is an unpublished cell).
+    Counts that are not numbers are returned as they are."""
+    system = _System()
+    for cell, value in counts.items():
+        system.cell(cell, value, "counts", cell, "value")
+    for i, (total, parts) in enumerate(totals):
+        system.total_of(total, list(parts), ("_rest", i))
+    hidden = suppress(system)
+    out: dict[CellId, object] = {}
+    for cell, value in counts.items():
+        number = count_value(value)
+        if number is not None and _sensitive(number):
+            out[cell] = MASKED_COUNT
+        elif cell in hidden:
+            out[cell] = MASKED_VALUE
+        else:
+            out[cell] = value
+    return out
+
+
+def protect_tables(
+    tables: Mapping[str, pd.DataFrame],
+    *,
+    rules: Mapping[str, MaskingRule] | None = None,
+    windows: Sequence[str] = (),
+) -> dict[str, pd.DataFrame]:
     """Copies of ``tables`` (published together) with primary and complementary suppression
-    and every value resting on a hidden count masked. Tables not in
-    :data:`rxcohort.privacy.MASKING_RULES` get the conservative per-row rule."""
+    and every value resting on a hidden count masked.
+
+    A table's rule is ``rules[name]``, else its entry in :data:`rxcohort.privacy.MASKING_RULES`,
+    else the conservative per-row rule. ``windows``: the study's pre and post window names, which
+    tie the report's ``window_ddd`` rows to the users of ``group_results``."""
     # Row labels are kept (a caller may look rows up by them) unless they repeat.
     frames = {
         name: frame if frame.index.is_unique else frame.reset_index(drop=True)
         for name, frame in tables.items()
     }
-    system = _build(frames)
+    system = _build(frames, dict(zip(windows, ("pre", "post"), strict=False)))
     hidden = suppress(system)
     out = {}
     for name, frame in frames.items():
@@ -438,8 +577,9 @@ def protect_tables(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame
                 if table == name:
                     suppressed.loc[row, column] = True
         extra = _km_survival_after_hidden(frame, suppressed) if name == "km_curves" else None
+        rule = (rules or {}).get(name) or MASKING_RULES.get(name)
         out[name] = mask_small_counts(
-            frame, table=name, rule=MASKING_RULES.get(name), suppressed=suppressed, hidden=extra
+            frame, table=name, rule=rule, suppressed=suppressed, hidden=extra
         )
     return out
 

@@ -30,6 +30,8 @@ SMALL_COUNT_MIN = 1
 SMALL_COUNT_MAX = 4
 MASKED_COUNT = "<5"
 MASKED_VALUE = "masked"
+# The label of the row for all exposure groups together in the report's summaries.
+ALL_GROUPS = "all"
 EVERYTHING = "*"
 
 

@@ -62,6 +62,7 @@ from rxcohort.quality import (
     require_hard_expectations,
     run_suite,
 )
+from rxcohort.quality.report import count_text, protect_page
 from rxcohort.reference import who_ddd_frame
 from rxcohort.schemas import SILVER_DISPENSINGS_PARTITION_BY
 from rxcohort.spark import local_frame
@@ -679,25 +680,31 @@ class _IngestRun:
         summary.append(
             ("files", f"{len(self.checked)} checked, {len(self.changed)} new or changed")
         )
-        for table, c in counts.items():
+        shown, outcomes = protect_page(*_page_counts(counts), outcomes)
+
+        def n(*key: str) -> str:
+            return count_text(shown[key])
+
+        for table in counts:
             summary.append(
                 (
                     f"{table} (this load)",
-                    f"{c.read_this_load:,} read = {c.clean_this_load:,} clean + "
-                    f"{c.quarantined_this_load:,} quarantined + {c.duplicates_this_load:,} duplicates",
+                    f"{n(table, 'read')} read = {n(table, 'clean')} clean + "
+                    f"{n(table, 'quarantined')} quarantined + {n(table, 'duplicates')} duplicates",
                 )
             )
             summary.append(
                 (
                     f"{table} (warehouse)",
-                    f"{c.bronze:,} bronze = {c.clean:,} silver + {c.quarantined:,} quarantine + "
-                    f"{c.duplicates:,} duplicates removed",
+                    f"{n(table, 'bronze')} bronze = {n(table, 'silver')} silver + "
+                    f"{n(table, 'quarantine')} quarantine + "
+                    f"{n(table, 'duplicates_all')} duplicates removed",
                 )
             )
         quarantine = [
-            (table, reason, total)
+            (table, reason, shown[(table, "reason", reason)])
             for table, c in counts.items()
-            for reason, (total, _) in sorted(c.reasons.items())
+            for reason in sorted(c.reasons)
         ]
         page = render_quality_report(
             title="rxcohort ingest: data quality",
@@ -812,3 +819,33 @@ def _dispensings_view(dispensings: DataFrame, prescribers: DataFrame) -> DataFra
     joined = dispensings.join(known, dispensings["prescriber_id"] == known["_known"], "left")
     registered = F.when(F.col("prescriber_id").isNotNull(), F.col("_known").isNotNull())
     return joined.withColumn("prescriber_registered", registered).drop("_known")
+
+
+def _page_counts(
+    counts: dict[str, TableCounts],
+) -> tuple[dict[tuple[str, ...], int], list[tuple[tuple[str, ...], list[tuple[str, ...]]]]]:
+    """The quality page's table counts by key, and the sums that tie them."""
+    cells: dict[tuple[str, ...], int] = {}
+    totals: list[tuple[tuple[str, ...], list[tuple[str, ...]]]] = []
+    for table, c in counts.items():
+        cells.update(
+            {
+                (table, "read"): c.read_this_load,
+                (table, "clean"): c.clean_this_load,
+                (table, "quarantined"): c.quarantined_this_load,
+                (table, "duplicates"): c.duplicates_this_load,
+                (table, "bronze"): c.bronze,
+                (table, "silver"): c.clean,
+                (table, "quarantine"): c.quarantined,
+                (table, "duplicates_all"): c.duplicates,
+            }
+        )
+        parts = [(table, "clean"), (table, "quarantined"), (table, "duplicates")]
+        totals.append(((table, "read"), parts))
+        parts = [(table, "silver"), (table, "quarantine"), (table, "duplicates_all")]
+        totals.append(((table, "bronze"), parts))
+        reasons = [(table, "reason", reason) for reason in sorted(c.reasons)]
+        cells.update({key: c.reasons[key[2]][0] for key in reasons})
+        if reasons:
+            totals.append(((table, "quarantine"), reasons))
+    return cells, totals

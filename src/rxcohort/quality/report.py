@@ -7,11 +7,70 @@ shows counts, shares and the suites' own parameters, never a row value.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from html import escape
 from typing import Any
 
+from rxcohort.disclosure import protect_counts
+from rxcohort.privacy import MASKED_VALUE
 from rxcohort.quality.runner import ExpectationOutcome
+
+# Row counts in an expectation's result, and the shares that would give them back.
+_OBSERVED_COUNTS = {
+    "element_count": ("unexpected_percent", "unexpected_percent_total", "missing_percent"),
+    "unexpected_count": (
+        "unexpected_percent",
+        "unexpected_percent_total",
+        "unexpected_percent_nonmissing",
+    ),
+    "missing_count": ("missing_percent", "unexpected_percent_nonmissing"),
+}
+
+
+def protect_page(
+    counts: Mapping[Hashable, Any],
+    totals: Iterable[tuple[Hashable, Sequence[Hashable]]],
+    outcomes: Sequence[ExpectationOutcome],
+) -> tuple[dict[Hashable, Any], list[ExpectationOutcome]]:
+    """The page's row counts as they may be shown (rxcohort.disclosure.protect_counts): the
+    table counts (``counts``, tied by ``totals``) together with the expectations' own counts
+    (rows checked = rows failing + the rest). Rows of persons.csv are persons, so every row
+    count of 1-4 is treated as a person count. Returns the shown table counts and the
+    outcomes with their counts, and the shares resting on hidden ones, replaced."""
+    cells: dict[Hashable, Any] = {("table", k): v for k, v in counts.items()}
+    ties = [(("table", t), [("table", p) for p in parts]) for t, parts in totals]
+    for o in outcomes:
+        for key in _OBSERVED_COUNTS:
+            if key in o.observed:
+                cells[("outcome", o.suite, o.index, key)] = o.observed[key]
+        if "row_count" in o.expectation and "observed_value" in o.observed:
+            cells[("outcome", o.suite, o.index, "observed_value")] = o.observed["observed_value"]
+        checked = ("outcome", o.suite, o.index, "element_count")
+        for part in ("unexpected_count", "missing_count"):
+            if checked in cells and ("outcome", o.suite, o.index, part) in cells:
+                ties.append((checked, [("outcome", o.suite, o.index, part)]))
+    shown = protect_counts(cells, ties)
+    protected = []
+    for o in outcomes:
+        observed = dict(o.observed)
+        for key, value in o.observed.items():
+            cell = ("outcome", o.suite, o.index, key)
+            if cell in shown and shown[cell] is not value:
+                observed[key] = shown[cell]
+                for share in _OBSERVED_COUNTS.get(key, ()):
+                    if share in observed:
+                        observed[share] = MASKED_VALUE
+        protected.append(replace(o, observed=observed))
+    return {k: shown[("table", k)] for k in counts}, protected
+
+
+def count_text(value: Any) -> str:
+    """A row count as the page shows it: 12,345, or the marker that replaced it."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,}"
+
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem;
@@ -38,10 +97,11 @@ def render_quality_report(
     generated_at: str,
     summary: Sequence[tuple[str, str]],
     outcomes: Sequence[ExpectationOutcome],
-    quarantine: Sequence[tuple[str, str, int]] = (),
+    quarantine: Sequence[tuple[str, str, Any]] = (),
     notes: Sequence[str] = (),
 ) -> str:
-    """The page as a string. ``quarantine`` rows are (table, reason, rows)."""
+    """The page as a string. ``quarantine`` rows are (table, reason, rows). Counts are shown
+    as given: pass them through :func:`protect_page` first."""
     hard_failed = [o for o in outcomes if o.is_hard_failure]
     soft_failed = [o for o in outcomes if o.severity == "soft" and not o.success]
     if hard_failed:
@@ -75,7 +135,7 @@ def render_quality_report(
         for table, reason, rows in quarantine:
             parts.append(
                 f"<tr><td>{escape(table)}</td><td><code>{escape(reason)}</code></td>"
-                f'<td class="num">{rows:,}</td></tr>'
+                f'<td class="num">{escape(count_text(rows))}</td></tr>'
             )
         parts.append("</table>")
 

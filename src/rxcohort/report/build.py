@@ -8,6 +8,7 @@ before anything is collected; the result tables are small and collected as they 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,16 +18,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from rxcohort import io
-from rxcohort.disclosure import protect_tables
 from rxcohort.errors import ConfigError, TableNotFoundError
 from rxcohort.lock import warehouse_lock
 from rxcohort.log import get_logger
 from rxcohort.preflight import check_study_tables
-from rxcohort.privacy import MASKING_RULES
 from rxcohort.report import summaries
 from rxcohort.report.html import render_page
 from rxcohort.report.plotdata import dose_bins, histogram_table
-from rxcohort.report.sections import ReportData, RunInfo, build_sections
+from rxcohort.report.sections import ReportData, RunInfo, build_sections, protect_report
 from rxcohort.study.describe import describe_study
 from rxcohort.study.loader import parse_study
 from rxcohort.study.models import Study
@@ -171,7 +170,7 @@ def collect_report_data(
     deliveries, quality, scope = _quality(spark, warehouse, run_info, notes)
 
     groups, drugs = _labels(study, characteristics, window_ddd, results)
-    return ReportData(
+    data = ReportData(
         study_id=study_id,
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
         study=study,
@@ -200,10 +199,8 @@ def collect_report_data(
         run=run_info,
         table_versions=versions,
         notes=notes,
-        protected=protect_tables(
-            {name: frame for name, frame in results.items() if name in MASKING_RULES}
-        ),
     )
+    return replace(data, protected=protect_report(data))
 
 
 def _latest_run(spark: SparkSession, path: Path) -> RunInfo | None:

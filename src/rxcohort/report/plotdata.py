@@ -16,16 +16,26 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from rxcohort.privacy import SMALL_COUNT_MAX, is_small_count
+from rxcohort.privacy import MASKED_COUNT, MASKED_VALUE, SMALL_COUNT_MAX, is_small_count
 
 MIN_SHOWN = SMALL_COUNT_MAX + 1
+# The dose bands of the persistence step (rxcohort.persistence.episodes.add_dose_band).
+BAND_ULTRA_LOW_BELOW = 1.0
+BAND_LOW_UP_TO = 5.0
+
+
+def _hidden_count(value: object) -> bool:
+    """A count of 1-4, or one a table already shows as ``<5`` / ``masked``."""
+    return is_small_count(value) or (
+        isinstance(value, str) and value in (MASKED_COUNT, MASKED_VALUE)
+    )
 
 
 def _small(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     hidden = pd.Series(False, index=frame.index)
     for column in columns:
         if column in frame.columns:
-            hidden |= frame[column].map(is_small_count).astype(bool)
+            hidden |= frame[column].map(_hidden_count).astype(bool)
     return hidden
 
 
@@ -118,6 +128,7 @@ def plottable_did(did: pd.DataFrame) -> pd.DataFrame:
 class DoseBin:
     order: int
     label: str
+    band: str | None = None  # the dose band every dose of the bin falls in (None: no dose)
 
 
 def dose_bins(*, width: float, upper: float) -> list[DoseBin]:
@@ -129,11 +140,30 @@ def dose_bins(*, width: float, upper: float) -> list[DoseBin]:
     n = round(upper / width)
     if n < 1 or not math.isclose(n * width, upper):
         raise ValueError("upper must be a whole number of bin widths")
-    bins = [DoseBin(i, f"{_mg(i * width)} to <{_mg((i + 1) * width)}") for i in range(n - 1)]
-    bins.append(DoseBin(n - 1, f"{_mg(upper - width)} to {_mg(upper)}"))
-    bins.append(DoseBin(n, f">{_mg(upper)}"))
+    bins = [
+        DoseBin(
+            i, f"{_mg(i * width)} to <{_mg((i + 1) * width)}", _band(i * width, (i + 1) * width)
+        )
+        for i in range(n - 1)
+    ]
+    bins.append(
+        DoseBin(
+            n - 1, f"{_mg(upper - width)} to {_mg(upper)}", _band(upper - width, upper, closed=True)
+        )
+    )
+    bins.append(DoseBin(n, f">{_mg(upper)}", "other" if upper >= BAND_LOW_UP_TO else None))
     bins.append(DoseBin(-1, "not estimated"))
     return bins
+
+
+def _band(low: float, high: float, *, closed: bool = False) -> str | None:
+    """The band of every dose in [low, high) ([low, high] when ``closed``), or None when the
+    bin straddles two bands."""
+    if high < BAND_ULTRA_LOW_BELOW or (high == BAND_ULTRA_LOW_BELOW and not closed):
+        return "ultra_low"
+    if low >= BAND_ULTRA_LOW_BELOW and high <= BAND_LOW_UP_TO:
+        return "low"
+    return "other" if low > BAND_LOW_UP_TO else None
 
 
 def _mg(value: float) -> str:
@@ -141,14 +171,21 @@ def _mg(value: float) -> str:
 
 
 def histogram_table(counts: pd.DataFrame, bins: Sequence[DoseBin]) -> pd.DataFrame:
-    """One row per bin (zeros included): bin_order, bin, n_persons (int) and hidden (1-4)."""
+    """One row per bin (zeros included): bin_order, bin, band, n_persons (int) and hidden
+    (1-4)."""
     by_order = dict(
         zip(counts["bin_order"].astype(int), counts["n_persons"].astype(int), strict=True)
     )
     rows = [
-        {"bin_order": b.order, "bin": b.label, "n_persons": by_order.get(b.order, 0)} for b in bins
+        {
+            "bin_order": b.order,
+            "bin": b.label,
+            "band": b.band,
+            "n_persons": by_order.get(b.order, 0),
+        }
+        for b in bins
     ]
-    out = pd.DataFrame(rows, columns=["bin_order", "bin", "n_persons"])
+    out = pd.DataFrame(rows, columns=["bin_order", "bin", "band", "n_persons"])
     out["hidden"] = out["n_persons"].map(is_small_count).astype(bool)
     return out
 

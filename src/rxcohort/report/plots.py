@@ -60,9 +60,9 @@ def _style(ax) -> None:
     ax.set_axisbelow(True)
 
 
-def _hidden_mark(ax, x: float) -> None:
+def _hidden_mark(ax, x: float, text: str = "<5") -> None:
     ax.annotate(
-        "<5",
+        text,
         (x, 0),
         xytext=(0, 3),
         textcoords="offset points",
@@ -247,7 +247,8 @@ def km_panels(curves: pd.DataFrame, *, variables: Sequence[str], step_days: floa
 
 
 def dose_histogram(table: pd.DataFrame, *, unit: str) -> str:
-    """Persons per dose bin; bins holding 1-4 persons are marked ``<5`` instead of drawn."""
+    """Persons per dose bin; a hidden bin (``hidden``) is marked with its ``n_persons`` marker
+    (``<5``, ``masked``) instead of drawn."""
     rows = table[table["bin_order"] >= 0].sort_values("bin_order").reset_index(drop=True)
     fig = Figure(figsize=(8, 3.4), layout="constrained")
     FigureCanvasAgg(fig)
@@ -255,9 +256,9 @@ def dose_histogram(table: pd.DataFrame, *, unit: str) -> str:
     x = np.arange(len(rows))
     heights = np.where(rows["hidden"], 0, rows["n_persons"]).astype(float)
     ax.bar(x, heights, 0.85, color=POST_COLOUR)
-    for i, hidden in enumerate(rows["hidden"]):
+    for i, (hidden, value) in enumerate(zip(rows["hidden"], rows["n_persons"], strict=True)):
         if hidden:
-            _hidden_mark(ax, x[i])
+            _hidden_mark(ax, x[i], value if isinstance(value, str) else "<5")
     ax.set_xticks(x, list(rows["bin"]), rotation=45, ha="right", fontsize=8)
     ax.set_xlabel(unit, fontsize=9)
     ax.set_ylabel("Persons", fontsize=9)

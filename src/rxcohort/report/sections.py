@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html import escape
 from typing import Any
 
 import pandas as pd
 
+from rxcohort.disclosure import protect_tables
 from rxcohort.privacy import (
+    ALL_GROUPS,
     EVERYTHING,
     MASKED_VALUE,
+    MASKING_RULES,
     MaskingRule,
     mask_small_counts,
 )
@@ -42,7 +45,6 @@ from rxcohort.report.html import (
     render_pairs,
     render_table,
 )
-from rxcohort.report.summaries import ALL_GROUPS
 from rxcohort.study.models import Study
 
 KM_STEP_DAYS = 30.0
@@ -76,6 +78,14 @@ DELIVERIES_RULE = MaskingRule(
     person_counts=("rows_read",),
     keys=("load_id", "registry", "extract_date", "period_start", "period_end"),
 )
+# The rules of the tables computed for the report (the result tables have theirs in
+# rxcohort.privacy.MASKING_RULES).
+REPORT_RULES = {
+    "characteristics": CHARACTERISTICS_RULE,
+    "window_ddd": WINDOW_DDD_RULE,
+    "dose_bins": DOSE_RULE,
+    "dose_bands": DOSE_RULE,
+}
 
 
 @dataclass(frozen=True)
@@ -167,7 +177,8 @@ def _masked(data: ReportData, frame: pd.DataFrame, table: str) -> pd.DataFrame:
     together (:func:`rxcohort.disclosure.protect_tables`)."""
     protected = data.protected.get(table)
     if protected is None:  # a ReportData built without it (tests of single sections)
-        return mask_small_counts(frame.reset_index(drop=True), table=table)
+        single = protect_report(replace(data, **{table: frame}), only=table)
+        protected = single[table]
     if not frame.index.isin(protected.index).all():
         # Rows the report-wide suppression never saw would be shown with per-row masking only.
         raise ValueError(f"{table}: the rows to show are not rows of the report's {table}")
@@ -175,7 +186,31 @@ def _masked(data: ReportData, frame: pd.DataFrame, table: str) -> pd.DataFrame:
     extra = [c for c in frame.columns if c not in shown.columns]
     if extra:
         shown = pd.concat([shown, frame[extra]], axis=1)
-    return shown[list(frame.columns)].reset_index(drop=True)
+    columns = list(frame.columns) + [c for c in shown.columns if c not in frame.columns]
+    return shown[columns].reset_index(drop=True)
+
+
+def protect_report(data: ReportData, *, only: str | None = None) -> dict[str, pd.DataFrame]:
+    """Every table the report takes counts from, protected together
+    (:func:`rxcohort.disclosure.protect_tables`), with the shares it shows beside them
+    (``pct_female``, ``pct_users``) so that they go with their counts. ``only``: that table
+    alone (a section rendered without the rest)."""
+    tables: dict[str, pd.DataFrame] = {}
+    for name in (*MASKING_RULES, *REPORT_RULES):
+        frame = getattr(data, name, None)
+        if _has(frame) and (only is None or name == only):
+            tables[name] = frame
+    if "characteristics" in tables:
+        chars = tables["characteristics"].drop(columns=["n_male"], errors="ignore")
+        chars["pct_female"] = chars["n_female"] / chars["n_persons"].where(chars["n_persons"] > 0)
+        tables["characteristics"] = chars
+    if "window_ddd" in tables:
+        ddd = tables["window_ddd"].copy()
+        ddd["pct_users"] = ddd["n_users"] / ddd["n_persons"].where(ddd["n_persons"] > 0)
+        tables["window_ddd"] = ddd
+    if "dose_bins" in tables:
+        tables["dose_bins"] = tables["dose_bins"].drop(columns=["hidden"], errors="ignore")
+    return protect_tables(tables, rules=REPORT_RULES, windows=data.windows)
 
 
 def _order(frame: pd.DataFrame, column: str, values: Sequence[str]) -> pd.DataFrame:
@@ -272,7 +307,8 @@ def section_attrition(data: ReportData) -> Section:
 def _group_sizes(data: ReportData) -> list[tuple[str, Any]]:
     if not _has(data.characteristics):
         return []
-    sizes = data.characteristics.set_index("exposure_group")["n_persons"].to_dict()
+    chars = _masked(data, data.characteristics, "characteristics")
+    sizes = chars.set_index("exposure_group")["n_persons"].to_dict()
     return [(g, sizes.get(g, 0)) for g in data.groups]
 
 
@@ -283,9 +319,7 @@ def section_table1(data: ReportData) -> Section:
     title = "Table 1. Characteristics at the index date by exposure group"
     if not _has(data.characteristics):
         return _missing("table1", title, "the study has no cohort table")
-    chars = data.characteristics.copy()
-    chars["pct_female"] = chars["n_female"] / chars["n_persons"].where(chars["n_persons"] > 0)
-    chars = mask_small_counts(chars, table="characteristics", rule=CHARACTERISTICS_RULE)
+    chars = _masked(data, data.characteristics, "characteristics")
     columns = [g for g in data.groups if g in set(chars["exposure_group"])] + [ALL_GROUPS]
     by_group = {r["exposure_group"]: r for r in chars.to_dict("records")}
 
@@ -315,11 +349,7 @@ def section_table1(data: ReportData) -> Section:
     ]
     pre = data.windows[0]
     if _has(data.window_ddd):
-        ddd = data.window_ddd[data.window_ddd["window"] == pre].copy()
-        ddd["pct_users"] = ddd["n_users"] / ddd["n_persons"].where(ddd["n_persons"] > 0)
-        ddd = mask_small_counts(
-            ddd.reset_index(drop=True), table="window_ddd", rule=WINDOW_DDD_RULE
-        )
+        ddd = _masked(data, data.window_ddd[data.window_ddd["window"] == pre], "window_ddd")
         for drug in data.drug_groups:
             part = {
                 r["exposure_group"]: r for r in ddd[ddd["drug_group"] == drug].to_dict("records")
@@ -425,12 +455,12 @@ def section_ddd(data: ReportData) -> Section:
 def _window_means(data: ReportData) -> pd.DataFrame | None:
     if _has(data.window_ddd):
         frame = data.window_ddd[data.window_ddd["exposure_group"] != ALL_GROUPS]
-        return plotdata.plottable_window_means(frame)
+        return plotdata.plottable_window_means(_masked(data, frame, "window_ddd"))
     if _has(data.group_results):
         # No consumption table: bars of the group means without intervals.
         pre, post = data.windows
         rows = []
-        for r in data.group_results.to_dict("records"):
+        for r in _masked(data, data.group_results, "group_results").to_dict("records"):
             for window, mean, users in (
                 (pre, r["mean_ddd_pre"], r["users_pre"]),
                 (post, r["mean_ddd_post"], r["users_post"]),
@@ -701,19 +731,21 @@ def section_dose(data: ReportData) -> Section:
             title,
             data.notes.get("dose", "no per-person dose column in the persistence tables"),
         )
-    table = data.dose_bins.sort_values("bin_order").reset_index(drop=True)
+    table = _masked(data, data.dose_bins.sort_values("bin_order"), "dose_bins")
+    table["hidden"] = table["n_persons"].map(is_marker).astype(bool)
     parts = [
         figure(
             plots.dose_histogram(table, unit=DOSE_UNIT),
             alt="Histogram of the estimated daily dose",
             caption=(
                 f"Persons by {DOSE_UNIT[0].lower() + DOSE_UNIT[1:]} (from the {data.dose_source} "
-                "table). Bins holding 1-4 persons are marked <5 and not drawn."
+                "table). A bin holding 1-4 persons is marked <5 and not drawn, and so is one "
+                "hidden so that such a bin cannot be worked out from the others (masked)."
             ),
         )
     ]
-    shown = table[(table["bin_order"] >= 0) | (table["n_persons"] > 0)]
-    masked = mask_small_counts(shown.drop(columns="hidden"), table="dose_bins", rule=DOSE_RULE)
+    empty = table["n_persons"].map(lambda v: not is_marker(v) and v == 0)
+    masked = table[(table["bin_order"] >= 0) | ~empty]
     parts.append(
         render_table(
             masked,
@@ -724,7 +756,7 @@ def section_dose(data: ReportData) -> Section:
         )
     )
     if _has(data.dose_bands):
-        bands = mask_small_counts(data.dose_bands, table="dose_bands", rule=DOSE_RULE)
+        bands = _masked(data, data.dose_bands, "dose_bands")
         parts.append(
             render_table(
                 bands,

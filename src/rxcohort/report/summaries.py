@@ -11,7 +11,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegralType
 
-ALL_GROUPS = "all"
+from rxcohort.privacy import ALL_GROUPS
 
 _FEMALE = ("2", "female", "f")
 _MALE = ("1", "male", "m")
