@@ -458,7 +458,8 @@ def _write_study(spark, root: Path) -> None:
         "0.1.0",
         "c0ffee",
         {"silver/deliveries": 0, "silver/dispensings": 4},
-        {"cohort": 0, "attrition": 0},
+        # What the run wrote: every table of the study directory (the report reads these).
+        {p.name: io.table_version(p) for p in sorted(study.iterdir()) if io.table_exists(p)},
         21,
         datetime(2025, 1, 3, 10, 0),
         datetime(2025, 1, 3, 10, 5),

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from rxcohort import io
 from rxcohort.errors import RxCohortError, TableNotFoundError
+from rxcohort.snapshot import pinned, warehouse_snapshot
 
 _LAYERS = ("bronze", "silver", "quarantine", "quality")
 
@@ -63,10 +64,19 @@ def resolve_table(warehouse: Path, name: str) -> WarehouseTable:
 
 
 def register_views(spark: SparkSession, warehouse: Path) -> list[WarehouseTable]:
+    """A view per table, at the version of the last complete load or run (rxcohort.snapshot):
+    a load or run killed half-way is not read."""
     tables = discover_tables(warehouse)
+    versions = _versions(warehouse, tables)
     for table in tables:
-        io.read_table(spark, table.path).createOrReplaceTempView(table.view_name)
+        version = versions[table.name]
+        io.read_table(spark, table.path, version=version).createOrReplaceTempView(table.view_name)
     return tables
+
+
+def _versions(warehouse: Path, tables: list[WarehouseTable]) -> dict[str, int | None]:
+    snapshot = warehouse_snapshot(warehouse)
+    return pinned(snapshot, {t.name: t.path for t in tables}, Path(warehouse))
 
 
 def rewrite_query(query: str, tables: list[WarehouseTable]) -> str:
@@ -124,16 +134,26 @@ def run_sql(
 
 
 def list_tables(warehouse: Path, *, console: Console) -> None:
+    """Each table at the version readers read (rxcohort.snapshot), with a note where a newer
+    version is from a load or run that did not finish."""
     table = Table(title=f"Tables in {warehouse}", title_justify="left")
-    for column in ("table", "version", "rows", "last commit (UTC)"):
+    for column in ("table", "version", "rows", "last commit (UTC)", "note"):
         table.add_column(column, justify="right" if column in ("version", "rows") else "left")
-    for item in discover_tables(warehouse):
+    found = discover_tables(warehouse)
+    versions = _versions(warehouse, found)
+    for item in found:
+        latest = io.table_version(item.path)
+        version = versions[item.name]
         history = io.table_history(item.path, limit=1)
+        note = ""
+        if version is not None and latest is not None and latest > version:
+            note = f"v{latest} is from a load or run that did not finish; not read"
         table.add_row(
             item.name,
-            str(io.table_version(item.path)),
-            str(io.table_row_count(item.path)),
+            str(latest if version is None else version),
+            str(io.table_row_count(item.path, version=version)),
             history[0]["timestamp"] if history else "",
+            note,
         )
     console.print(table)
 

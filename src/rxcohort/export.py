@@ -19,6 +19,7 @@ from rxcohort.errors import TableNotFoundError
 from rxcohort.log import get_logger
 from rxcohort.preflight import check_study_id
 from rxcohort.privacy import EXPORTABLE_TABLES, MASKED_VALUE, MASKING_RULES, masked_counts
+from rxcohort.snapshot import succeeded_run
 from rxcohort.stats.its import ITS_PARAMETERS
 
 log = get_logger("export")
@@ -48,8 +49,16 @@ def export_study(
     out_dir.mkdir(parents=True, exist_ok=True)
     # One artifact: every table is protected together, so that no count hidden in one can be
     # solved from the others (rxcohort.disclosure).
+    # The tables as the study's last succeeded run wrote them (a run killed half-way left
+    # newer versions of some: rxcohort.snapshot); tables that run did not write are left out.
+    run_id, written = succeeded_run(study_dir)
+    if run_id is not None:
+        present = [t for t in present if t in written]
+        log.info("exporting the tables of run %s", run_id)
     frames = {
-        table: _sorted(io.read_table(spark, study_dir / table).toPandas(), table)
+        table: _sorted(
+            io.read_table(spark, study_dir / table, version=written.get(table)).toPandas(), table
+        )
         for table in present
     }
     protected = protect_tables(frames)

@@ -65,6 +65,7 @@ from rxcohort.quality import (
 from rxcohort.quality.report import count_text, protect_page
 from rxcohort.reference import who_ddd_frame
 from rxcohort.schemas import SILVER_DISPENSINGS_PARTITION_BY
+from rxcohort.snapshot import LOAD_VERSIONS
 from rxcohort.spark import local_frame
 from rxcohort.spark import pandas_validation_rows as default_pandas_validation_rows
 
@@ -463,7 +464,15 @@ class _IngestRun:
         unfinished = self._unfinished_loads()
         self._record(paths.deliveries, self._delivery_row(), unfinished, info)
         self._record(paths.quality_runs, self._quality_rows(outcomes), unfinished, info)
-        io.write_table(files_frame.coalesce(1), paths.files, mode="overwrite", commit_info=info)
+        # ... and it records the version of every table the load committed: readers pin to
+        # them (rxcohort.snapshot), so a load killed before this commit is never read half.
+        committed = {
+            name: version
+            for name, path in paths.all_tables().items()
+            if path != paths.files and (version := io.table_version(path)) is not None
+        }
+        record = {**info, LOAD_VERSIONS: json.dumps(committed, sort_keys=True)}
+        io.write_table(files_frame.coalesce(1), paths.files, mode="overwrite", commit_info=record)
 
         self._check_committed(counts)
         versions = {name: io.table_version(p) for name, p in paths.all_tables().items()}

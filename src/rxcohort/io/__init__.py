@@ -37,6 +37,7 @@ from rxcohort.io.staged import (
 from rxcohort.io.tables import (
     WriteMode,
     partition_columns,
+    read_rows,
     read_table,
     table_exists,
     table_history,
@@ -53,6 +54,7 @@ __all__ = [
     "WriteMode",
     "commit_staged",
     "partition_columns",
+    "read_rows",
     "read_table",
     "remove_leftovers",
     "remove_uncommitted_files",

@@ -147,6 +147,20 @@ def table_row_count(path: str | Path, *, version: int | None = None) -> int:
     return int(sum(counts))
 
 
+def read_rows(
+    path: str | Path, columns: Sequence[str], *, version: int | None = None
+) -> list[dict[str, Any]]:
+    """The rows of a small table (bookkeeping: runs, deliveries) as dicts, read by
+    ``deltalake`` without an engine; a map column comes back as a dict."""
+    table = _open(path, version)
+    rows = table.to_pyarrow_table(columns=list(columns)).to_pylist()
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, list) and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+                row[key] = dict(value)
+    return rows
+
+
 def add_actions(table) -> list[dict[str, Any]]:
     """Path and partition values of every file in the snapshot, from the log."""
     import pyarrow as pa

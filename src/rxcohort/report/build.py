@@ -116,18 +116,24 @@ def collect_report_data(
 ) -> ReportData:
     study_dir = warehouse / "studies" / study_id
     notes: dict[str, str] = {}
-    tables = {
-        name: io.read_table(spark, study_dir / name)
+    run_info = RunInfo.from_any(run) if run is not None else _latest_run(spark, study_dir / "runs")
+    # The tables as the run wrote them: a later run killed half-way left newer versions of
+    # some (rxcohort.snapshot). Without a run that wrote them, the latest.
+    written = dict(run_info.output_versions) if run_info and run_info.output_versions else {}
+    names = [
+        name
         for name in (*RESULT_TABLES, *PERSON_TABLES)
-        if io.table_exists(study_dir / name)
+        if io.table_exists(study_dir / name) and (not written or name in written)
+    ]
+    tables = {
+        name: io.read_table(spark, study_dir / name, version=written.get(name)) for name in names
     }
     versions = {
         name: v
-        for name in (*RESULT_TABLES, *PERSON_TABLES, "runs")
-        if (v := io.table_version(study_dir / name)) is not None
+        for name in (*names, "runs")
+        if (v := written.get(name, io.table_version(study_dir / name))) is not None
     }
 
-    run_info = RunInfo.from_any(run) if run is not None else _latest_run(spark, study_dir / "runs")
     if run_info is None:
         notes["run"] = "the study has no runs table"
     if study is None and run_info is not None and run_info.definition_yaml:

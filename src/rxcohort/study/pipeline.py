@@ -25,6 +25,7 @@ from rxcohort import io
 from rxcohort.errors import ConfigError, RxCohortError, TableNotFoundError
 from rxcohort.lock import warehouse_lock
 from rxcohort.log import get_logger
+from rxcohort.snapshot import complete_load
 from rxcohort.study.build import (
     StudyTables,
     build_study_tables,
@@ -358,8 +359,11 @@ def _baseline_window(study: Study) -> str:
 
 
 def pin_inputs(warehouse: Path, pinned: dict[str, int] | None = None) -> dict[str, int]:
-    """Delta version of each input table: ``pinned`` (a past run's) or the latest."""
+    """Delta version of each input table: ``pinned`` (a past run's), else the version the last
+    complete load committed (:mod:`rxcohort.snapshot`; the latest for a table no load record
+    names)."""
     versions: dict[str, int] = {}
+    load_id, loaded = (None, {}) if pinned is not None else complete_load(warehouse)
     for name in (*REQUIRED_INPUTS, *OPTIONAL_INPUTS):
         if pinned is not None:
             if name in pinned:
@@ -368,6 +372,15 @@ def pin_inputs(warehouse: Path, pinned: dict[str, int] | None = None) -> dict[st
                 raise RxCohortError(f"the past run recorded no version of {name}")
             continue
         version = io.table_version(warehouse / name)
+        if name in loaded and version is not None and version > loaded[name]:
+            log.warning(
+                "%s v%d is from a load that did not finish; reading v%d of load %s",
+                name,
+                version,
+                loaded[name],
+                load_id,
+            )
+            version = loaded[name]
         if version is not None:
             versions[name] = version
         elif name in REQUIRED_INPUTS:

@@ -1,0 +1,99 @@
+"""What a reader reads: the warehouse as the last complete load and each study's last
+succeeded run left it.
+
+A load commits its tables one by one and ends with ``bronze/files``, whose commit records the
+version of every table the load committed (``rxcohort.versions`` in the commit's metadata). A
+run commits its tables one by one and ends with its row in the study's ``runs`` table, which
+records the versions it wrote (``output_versions``). A load or run killed half-way leaves
+newer versions of some tables that no such record names; readers - a study's inputs,
+``export``, the report, ``rxcohort sql`` and ``tables`` - read the recorded versions, so they
+see one complete load and one complete run, never a mix. The next writer replaces the
+unfinished versions by committing over them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rxcohort import io
+from rxcohort.log import get_logger
+from rxcohort.study.runs import STATUS_SUCCEEDED
+
+log = get_logger("snapshot")
+
+LOAD_VERSIONS = "rxcohort.versions"  # key of the bronze/files commit metadata
+LOAD_RECORD = "bronze/files"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Table (path relative to the warehouse, e.g. ``silver/dispensings``) -> version to read;
+    and which recorded load or run each pin comes from."""
+
+    versions: dict[str, int] = field(default_factory=dict)
+    load_id: str | None = None
+    runs: dict[str, str] = field(default_factory=dict)  # study id -> run id
+
+    def version(self, table: str) -> int | None:
+        return self.versions.get(table)
+
+
+def complete_load(warehouse: str | Path) -> tuple[str | None, dict[str, int]]:
+    """The last complete load's id and the versions it committed (``{}`` before any load, or
+    for a warehouse whose loads recorded none)."""
+    path = Path(warehouse) / LOAD_RECORD
+    if not io.table_exists(path):
+        return None, {}
+    for entry in io.table_history(path):
+        recorded = entry["info"].get(LOAD_VERSIONS)
+        if recorded:
+            versions = {str(k): int(v) for k, v in json.loads(recorded).items()}
+            versions[LOAD_RECORD] = int(entry["version"])
+            return entry["info"].get("rxcohort.load_id"), versions
+    return None, {}
+
+
+def succeeded_run(study_dir: str | Path) -> tuple[str | None, dict[str, int]]:
+    """The latest succeeded run of a study (by start) and the versions of the tables it wrote,
+    relative to the study directory; ``(None, {})`` when none succeeded."""
+    runs = Path(study_dir) / "runs"
+    if not io.table_exists(runs):
+        return None, {}
+    rows = io.read_rows(runs, ["run_id", "status", "started_at", "output_versions"])
+    done = [r for r in rows if r["status"] == STATUS_SUCCEEDED and r["output_versions"]]
+    if not done:
+        return None, {}
+    last = max(done, key=lambda r: (r["started_at"], r["run_id"]))
+    return str(last["run_id"]), {str(k): int(v) for k, v in last["output_versions"].items()}
+
+
+def warehouse_snapshot(warehouse: str | Path) -> Snapshot:
+    """The versions every reader of ``warehouse`` should read (tables not named: their latest)."""
+    root = Path(warehouse)
+    load_id, versions = complete_load(root)
+    runs: dict[str, str] = {}
+    studies = root / "studies"
+    if studies.is_dir():
+        for study_dir in sorted(p for p in studies.iterdir() if p.is_dir()):
+            run_id, written = succeeded_run(study_dir)
+            if run_id is None:
+                continue
+            runs[study_dir.name] = run_id
+            for name, version in written.items():
+                versions[f"studies/{study_dir.name}/{name}"] = version
+    return Snapshot(versions=versions, load_id=load_id, runs=runs)
+
+
+def pinned(snapshot: Snapshot, tables: Mapping[str, Path], root: Path) -> dict[str, int | None]:
+    """For ``tables`` (name -> path under ``root``): the version to read, None for the latest."""
+    out: dict[str, int | None] = {}
+    for name, path in tables.items():
+        try:
+            relative = Path(path).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            relative = None
+        out[name] = snapshot.version(relative) if relative else None
+    return out
