@@ -86,3 +86,41 @@ def test_quarantined_rows_name_their_line_in_large_files_read_in_blocks(spark, t
     assert found == {
         (f"dispensings_{year}.csv", line, "malformed_atc") for year, line in bad_lines.items()
     }
+
+
+@pytest.mark.parametrize("block", [8, 64, 1 << 20])
+def test_a_quoted_line_break_makes_one_record_whatever_the_blocks(tmp_path, monkeypatch, block):
+    """Records are the same however the file falls into blocks (a record may span two)."""
+    from rxcohort.ingest import delivery as module
+
+    monkeypatch.setattr(module, "_LINES_BLOCK", block)
+    header = ";".join(DISPENSINGS_COLUMNS)
+    lines = [
+        header,
+        "a;b",
+        'c;"two\r',  # a quoted field over two lines, CRLF inside
+        'lines";d',
+        "",
+        'e;"three',
+        "",  # a blank line inside a quoted field is part of it, not a blank line
+        'lines"',
+        'f;"never closed',  # a stray quote: a character of its line
+        *[f"g{i}" for i in range(25)],
+    ]
+    rel = "dispensings/dispensings_2013.csv"
+    root = write_delivery(tmp_path / "d", dispensings={2013: [dispensing("X1")]})
+    (root / "manifest.json").unlink(missing_ok=True)
+    (root / rel).write_bytes(("\n".join(lines) + "\n").encode())
+    checked = _checked(root, rel)
+    assert checked.lines == len(lines)
+    assert checked.blank_lines == 1 and checked.continuations == 3
+    assert checked.rows == len(lines) - 1 - 1 - 3
+    target = tmp_path / "lines.parquet"
+    assert write_numbered_lines(checked, target) == checked.records
+    table = pq.read_table(target).to_pydict()
+    records = dict(zip(table["line_number"], table["value"], strict=True))
+    assert records[3] == 'c;"two\nlines";d'
+    assert records[6] == 'e;"three\n\nlines"'
+    assert records[9] == 'f;"never closed'
+    assert records[10] == "g0" and records[34] == "g24"
+    assert 4 not in records and 7 not in records and 8 not in records

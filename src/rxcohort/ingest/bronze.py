@@ -141,7 +141,7 @@ def split_fields(line: Column) -> Column:
 
     def unquote(field: Column) -> Column:
         is_quoted = field.startswith('"') & field.endswith('"') & (F.length(field) >= 2)
-        inner = F.regexp_replace(F.regexp_extract(field, r'^"(.*)"$', 1), '""', '"')
+        inner = F.regexp_replace(F.regexp_extract(field, r'(?s)^"(.*)"$', 1), '""', '"')
         return F.when(is_quoted, inner).when(field != "", field)
 
     return F.transform(raw, unquote)

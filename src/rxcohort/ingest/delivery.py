@@ -20,8 +20,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from rxcohort.errors import DeliveryError
+from rxcohort.ingest.records import QUOTE, RecordSplitter
 from rxcohort.schemas import RAW_COLUMNS
 
 TOP_LEVEL_TABLES = ("persons", "prescribers")
@@ -90,12 +92,19 @@ class CheckedFile:
     sha256: str
     size_bytes: int
     header: tuple[str, ...]
-    lines: int  # every line, the header included (what Spark's text reader will count)
+    lines: int  # every line, the header included
     blank_lines: int  # lines with nothing but spaces after the header: not rows
+    # Lines that continue a quoted field of the line before them (rxcohort.ingest.records).
+    continuations: int = 0
+
+    @property
+    def records(self) -> int:
+        """Records, the header and blank lines included (what bronze numbers)."""
+        return self.lines - self.continuations
 
     @property
     def rows(self) -> int:
-        return self.lines - 1 - self.blank_lines
+        return self.records - 1 - self.blank_lines
 
 
 def scan_delivery(directory: str | Path) -> Delivery:
@@ -223,6 +232,7 @@ def check_file(file: DeliveryFile, *, expected_sha256: str | None = None) -> Che
     size = file.path.stat().st_size
     header: tuple[str, ...] | None = None
     lines = blank = 0
+    splitter = RecordSplitter()
     try:
         with file.path.open("rb") as raw:
             hashing = _HashingReader(raw, hasher.update)
@@ -238,7 +248,11 @@ def check_file(file: DeliveryFile, *, expected_sha256: str | None = None) -> Che
                         first = block.split(b"\n", 1)[0].removesuffix(b"\r")
                         header = _check_header(file, first.decode("utf-8"))
                     lines += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-                    blank += _blank_lines(block)
+                    if splitter.quiet() and QUOTE not in block:
+                        blank += _blank_lines(block)
+                    else:  # a quoted field may hold a line break: count records
+                        blank += _blank_records(splitter.feed(_lines_of(block)))
+            blank += _blank_records(splitter.finish())
             hashing.drain()
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DeliveryError(f"{file.relpath}: truncated or corrupt gzip file ({exc})") from exc
@@ -252,7 +266,7 @@ def check_file(file: DeliveryFile, *, expected_sha256: str | None = None) -> Che
             f"{file.relpath}: sha256 does not match manifest.json "
             f"(file {sha[:12]}…, manifest {expected_sha256.lower()[:12]}…)"
         )
-    return CheckedFile(file, sha, size, header, lines, blank)
+    return CheckedFile(file, sha, size, header, lines, blank, splitter.continuations)
 
 
 # A line with nothing but spaces (before an optional \r): not a row.
@@ -270,6 +284,15 @@ def _blank_lines(block: bytes) -> int:
         return 0
     # (?m)$ also matches after a block's last \n, where no line is.
     return len(_BLANK_LINES.findall(block)) - (1 if block.endswith(b"\n") else 0)
+
+
+def _lines_of(block: bytes) -> list[bytes]:
+    """The lines of a block of whole lines, without their \\n."""
+    return (block[:-1] if block.endswith(b"\n") else block).split(b"\n")
+
+
+def _blank_records(records: list[tuple[int, bytes]]) -> int:
+    return sum(1 for number, record in records if number > 1 and not record.strip(b" \r"))
 
 
 def _line_blocks(stream: io.BufferedIOBase) -> Iterator[bytes]:
@@ -312,8 +335,10 @@ _LINES_BLOCK = 64 << 20
 
 
 def write_numbered_lines(checked: CheckedFile, target: Path) -> int:
-    """Write every line of the checked file, with its 1-based line number, to ``target``
-    (Parquet: ``value`` string, ``line_number`` long); return the number of lines.
+    """Write every record of the checked file - a line, or the lines of a quoted field that
+    holds a line break (:mod:`rxcohort.ingest.records`) - with the 1-based number of its first
+    line, to ``target`` (Parquet: ``value`` string, ``line_number`` long); return the number
+    of records.
 
     The lines are numbered here, once, in file order, rather than by an engine: engines read a
     file in parallel blocks and none promises to keep their order in its row ids. Line ends are
@@ -328,33 +353,50 @@ def write_numbered_lines(checked: CheckedFile, target: Path) -> int:
     file = checked.file
     opener = gzip.open if file.compressed else open
     number = 1
+    written = 0
+    splitter = RecordSplitter()
     target.parent.mkdir(parents=True, exist_ok=True)
+
+    def write_records(writer: Any, records: list[tuple[int, bytes]]) -> int:
+        if records:
+            values = [r.removesuffix(b"\r").decode("utf-8") for _, r in records]
+            numbers = [n for n, _ in records]
+            writer.write_table(pa.table({"value": values, "line_number": numbers}, schema=schema))
+        return len(records)
+
     try:
         with opener(file.path, "rb") as stream, pq.ParquetWriter(target, schema) as writer:
             for block in _line_blocks(stream):
+                n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+                if not (splitter.quiet() and QUOTE not in block):
+                    # A quoted field may hold a line break: records, not lines (rare).
+                    splitter.next_number = number if splitter.quiet() else splitter.next_number
+                    written += write_records(writer, splitter.feed(_lines_of(block)))
+                    number += n_lines
+                    continue
                 body = block[:-1] if block.endswith(b"\n") else block
                 parts = pc.split_pattern(pa.array([body], pa.large_binary()), b"\n").flatten()
                 values = pc.replace_substring(parts, b"\r", b"").cast(pa.string())
-                n = len(values)
                 writer.write_table(
                     pa.table(
                         {
                             "value": values,
-                            "line_number": pa.array(range(number, number + n), pa.int64()),
+                            "line_number": pa.array(range(number, number + n_lines), pa.int64()),
                         },
                         schema=schema,
                     )
                 )
-                number += n
+                number += n_lines
+                written += n_lines
+            written += write_records(writer, splitter.finish())
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError, pa.ArrowInvalid) as exc:
         raise DeliveryError(f"{file.relpath}: changed while it was being ingested ({exc})") from exc
-    lines = number - 1
-    if lines != checked.lines:
+    if number - 1 != checked.lines or written != checked.records:
         raise DeliveryError(
-            f"{file.relpath}: {lines} lines read but the check counted {checked.lines}; "
+            f"{file.relpath}: {number - 1} lines read but the check counted {checked.lines}; "
             "was the file changed during the ingest?"
         )
-    return lines
+    return written
 
 
 def _check_header(file: DeliveryFile, text: str) -> tuple[str, ...]:
