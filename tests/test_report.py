@@ -511,6 +511,11 @@ def test_report_never_shows_a_count_of_one_to_four_persons(report_html):
     assert 'Excluded: <span class="count">&lt;5</span>' in attrition  # 3 excluded
     assert 'ldn_1</div><div class="n">n = <span class="count">&lt;5</span>' in attrition
     assert 'ldn_4plus</div><div class="n">n = <span class="count">11</span>' in attrition
+    # The cohort of 21 is hidden in the attrition (the Kaplan-Meier table has 20 of them),
+    # and so in the provenance, which would show it otherwise.
+    provenance = _section(report_html, "provenance")
+    assert 'Persons in the cohort</th><td><span class="count">masked</span>' in provenance
+    assert ">21<" not in provenance
     text = "".join(page.text)
     assert "(<5 persons)" in text and "(3 persons)" not in text  # the Cox note
     assert "<5 event(s)" in text
@@ -567,7 +572,7 @@ def test_provenance_shows_run_checksum_versions_and_code(report_html):
     provenance = _section(report_html, "provenance")
     for expected in ("RUN-1", "ab" * 32, "c0ffee", "silver/dispensings", "0.1.0"):
         assert expected in provenance
-    assert '<span class="count">21</span>' in provenance
+    assert '<span class="count">masked</span>' in provenance  # as in the attrition
 
 
 def test_report_command_marks_missing_tables_not_available(spark, tmp_path):

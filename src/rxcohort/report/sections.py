@@ -936,7 +936,7 @@ def section_provenance(data: ReportData) -> Section:
                 "Code version (git commit)",
                 f"<code>{escape(_text(run.git_commit) or 'unknown')}</code>",
             ),
-            ("Persons in the cohort", count_text(run.n_persons)),
+            ("Persons in the cohort", count_text(_cohort_size(data, run.n_persons))),
         ]
         if run.as_of_run_id:
             pairs.insert(2, ("Rebuilt as of run", f"<code>{escape(run.as_of_run_id)}</code>"))
@@ -982,6 +982,15 @@ def section_provenance(data: ReportData) -> Section:
             )
     parts.append(paragraph(f"Report generated {data.generated_at} UTC."))
     return Section("provenance", title, "".join(parts), available=run is not None)
+
+
+def _cohort_size(data: ReportData, recorded: Any) -> Any:
+    """The cohort's size as the attrition table shows it (it may be hidden there, beside a
+    small count elsewhere in the report), else the run's record."""
+    if not _has(data.attrition):
+        return recorded
+    shown = _masked(data, data.attrition.sort_values("step"), "attrition")
+    return shown["n_persons"].iloc[-1]
 
 
 def _version(value: Any) -> str:
