@@ -247,6 +247,58 @@ def run(
 
 
 @app.command()
+def refresh(
+    delivery_dir: Annotated[Path, typer.Argument(help="The delivery directory (CONTRACT §1).")],
+    studies: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--studies",
+            help="Study files or folders of them (repeatable; default: ./cohorts).",
+            show_default=False,
+        ),
+    ] = None,
+    warehouse: WarehouseOpt = None,
+    engine: EngineOpt = None,
+    remote: RemoteOpt = None,
+    wait: WaitOpt = 0.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per step on stdout, for a scheduler.")
+    ] = False,
+) -> None:
+    """Ingest a delivery, then run every study whose inputs or study file changed.
+
+    Exit status: 0 done or up to date, 5 the quality gate closed, 6 a study failed,
+    4 another writer holds the warehouse, 1 the delivery cannot be read, 2 a bad study file.
+    """
+    from rxcohort.preflight import check_delivery
+    from rxcohort.refresh import refresh as refresh_warehouse
+    from rxcohort.refresh import study_sources
+
+    check_delivery(delivery_dir)
+    sources = study_sources(studies or [Path("cohorts")])
+    _check_engine(engine, remote)
+    root = _warehouse(warehouse)
+
+    def report(step) -> None:  # type: ignore[no-untyped-def]
+        if as_json:
+            print(step.json(), flush=True)
+        else:
+            console.print(step.line(), markup=False, highlight=False)
+
+    result = refresh_warehouse(
+        lambda: _spark(engine, remote),
+        delivery_dir,
+        warehouse=root,
+        studies=sources,
+        lock_wait=wait,
+        progress=_progress,
+        report=report,
+    )
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+@app.command()
 def demo(
     warehouse: WarehouseOpt = None,
     persons: Annotated[int | None, typer.Option(help="Persons in the synthetic delivery.")] = None,

@@ -26,6 +26,14 @@ class DeliveryError(RxCohortError):
 class QualityGateError(RxCohortError):
     """A hard data-quality expectation failed; nothing was committed."""
 
+    exit_code = 5
+
+
+class StudyFailedError(RxCohortError):
+    """A study of a refresh failed (the other studies ran)."""
+
+    exit_code = 6
+
 
 class TableNotFoundError(RxCohortError):
     """A Delta table that should exist does not."""

@@ -17,6 +17,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rxcohort import io
 from rxcohort.log import get_logger
@@ -56,18 +57,30 @@ def complete_load(warehouse: str | Path) -> tuple[str | None, dict[str, int]]:
     return None, {}
 
 
+def last_succeeded_run(study_dir: str | Path) -> dict[str, Any] | None:
+    """The latest succeeded run of a study (by start) as a dict - run_id, started_at,
+    definition_sha256, input_versions, output_versions - or None when none succeeded."""
+    runs = Path(study_dir) / "runs"
+    if not io.table_exists(runs):
+        return None
+    columns = ["run_id", "status", "started_at", "definition_sha256"]
+    rows = io.read_rows(runs, [*columns, "input_versions", "output_versions"])
+    done = [r for r in rows if r["status"] == STATUS_SUCCEEDED and r["output_versions"]]
+    if not done:
+        return None
+    last = max(done, key=lambda r: (r["started_at"], r["run_id"]))
+    for key in ("input_versions", "output_versions"):
+        last[key] = {str(k): int(v) for k, v in (last[key] or {}).items()}
+    return last
+
+
 def succeeded_run(study_dir: str | Path) -> tuple[str | None, dict[str, int]]:
     """The latest succeeded run of a study (by start) and the versions of the tables it wrote,
     relative to the study directory; ``(None, {})`` when none succeeded."""
-    runs = Path(study_dir) / "runs"
-    if not io.table_exists(runs):
+    last = last_succeeded_run(study_dir)
+    if last is None:
         return None, {}
-    rows = io.read_rows(runs, ["run_id", "status", "started_at", "output_versions"])
-    done = [r for r in rows if r["status"] == STATUS_SUCCEEDED and r["output_versions"]]
-    if not done:
-        return None, {}
-    last = max(done, key=lambda r: (r["started_at"], r["run_id"]))
-    return str(last["run_id"]), {str(k): int(v) for k, v in last["output_versions"].items()}
+    return str(last["run_id"]), last["output_versions"]
 
 
 def warehouse_snapshot(warehouse: str | Path) -> Snapshot:

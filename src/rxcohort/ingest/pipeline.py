@@ -45,6 +45,7 @@ from rxcohort.ingest import rules
 from rxcohort.ingest.bronze import BRONZE_PARTITION_BY, bronze_table_schema, read_bronze_rows
 from rxcohort.ingest.delivery import CheckedFile, Delivery, check_file, scan_delivery
 from rxcohort.ingest.tables import (
+    CHANGES_SCHEMA,
     DELIVERIES_SCHEMA,
     FILES_SCHEMA,
     QUALITY_RUNS_SCHEMA,
@@ -105,6 +106,8 @@ class IngestResult:
     versions: dict[str, int | None]
     report_path: Path | None
     ignored: tuple[str, ...] = ()
+    # The parts of silver and quarantine whose rows changed (as in silver/changes).
+    changed_parts: tuple[str, ...] = ()
 
     def summary_rows(self) -> list[tuple[str, str]]:
         n_changed = sum(1 for _, _, changed in self.files if changed)
@@ -151,6 +154,8 @@ class IngestResult:
             for o in self.outcomes:
                 if not o.success:
                     rows.append((f"  warning {o.suite}", f"{o.label} {_observed_text(o)}".strip()))
+        if self.changed:
+            rows.append(("changed", "; ".join(self.changed_parts) or "no silver or quarantine row"))
         layers: dict[str, list[str]] = {}
         for name, version in self.versions.items():
             layer, _, table = name.partition("/")
@@ -301,6 +306,7 @@ class _IngestRun:
         self.say = say
         self._cached: list[DataFrame] = []
         self._staged: list[io.StagedTable] = []
+        self.changed_parts: tuple[str, ...] = ()
         self.scratch = paths.root / SCRATCH_DIR / load_id
         self.pandas_limit = 1_000_000
 
@@ -417,6 +423,7 @@ class _IngestRun:
             # From here on, read what was written rather than computing it again.
             silver[table] = staged_silver[table].frame()
 
+        changes = self._changes(staged_silver, staged_quarantine, versions_before)
         statuses = self._statuses(classified)
         counts = self._counts(statuses, bronze)
         for table, c in counts.items():
@@ -463,6 +470,7 @@ class _IngestRun:
         # commit left bookkeeping rows of a load that did not happen: they are replaced here.
         unfinished = self._unfinished_loads()
         self._record(paths.deliveries, self._delivery_row(), unfinished, info)
+        self._record(paths.changes, changes, unfinished, info)
         self._record(paths.quality_runs, self._quality_rows(outcomes), unfinished, info)
         # ... and it records the version of every table the load committed: readers pin to
         # them (rxcohort.snapshot), so a load killed before this commit is never read half.
@@ -487,6 +495,7 @@ class _IngestRun:
             versions=versions,
             report_path=report_path,
             ignored=self.delivery.ignored,
+            changed_parts=self.changed_parts,
         )
 
     # ----------------------------------------------------------------------------------------
@@ -517,6 +526,45 @@ class _IngestRun:
                 len(unfinished),
             )
         return unfinished
+
+    def _changes(
+        self,
+        silver: dict[str, io.StagedTable],
+        quarantine: dict[str, io.StagedTable],
+        versions_before: dict[str, int | None],
+    ) -> DataFrame:
+        """The parts of silver and quarantine whose rows this load changes (silver/changes):
+        silver dispensings by ``dispense_year``, quarantine by ``source_file``, persons and
+        prescribers whole. A part changed when its rows differ in content (load ids and times
+        aside): compared by count and an order-free fingerprint (the sum of row hashes)."""
+        rows: list[tuple[Any, ...]] = []
+        for layer, staged, part in (
+            ("silver", silver, {"dispensings": "dispense_year"}),
+            ("quarantine", quarantine, {t: "source_file" for t in TABLES}),
+        ):
+            for table, new in staged.items():
+                name = f"{layer}/{table}"
+                column = part.get(table)
+                after = _fingerprints(new.frame(), column)
+                version = versions_before[name]
+                path = self.paths.root / name
+                before = (
+                    _fingerprints(io.read_table(self.spark, path, version=version), column)
+                    if version is not None
+                    else {}
+                )
+                for value in sorted(after.keys() | before.keys(), key=str):
+                    old, now = before.get(value), after.get(value)
+                    if old == now:
+                        continue
+                    change = "added" if old is None else "removed" if now is None else "changed"
+                    counts = (old[0] if old else 0, now[0] if now else 0)
+                    rows.append((self.load_id, name, column, value, change, *counts))
+        self.changed_parts = tuple(
+            f"{name} {column}={value} ({change})" if column else f"{name} ({change})"
+            for _, name, column, value, change, *_ in rows
+        )
+        return local_frame(self.spark, rows, CHANGES_SCHEMA)
 
     def _record(
         self, path: Path, rows: DataFrame, unfinished: set[str], info: dict[str, str]
@@ -858,3 +906,13 @@ def _page_counts(
         if reasons:
             totals.append(((table, "quarantine"), reasons))
     return cells, totals
+
+
+def _fingerprints(frame: DataFrame, column: str | None) -> dict[str | None, tuple[int, Any]]:
+    """Per value of ``column`` (one part when None): (rows, sum of the rows' hashes), load ids
+    and times left out so that rows delivered again unchanged count as unchanged."""
+    content = [c for c in frame.columns if c not in ("load_id", "load_time")]
+    part = F.col(column).cast("string") if column else F.lit(None).cast("string")
+    digest = F.sum(F.xxhash64(*content).cast("decimal(38,0)"))
+    out = frame.groupBy(part.alias("part")).agg(F.count(F.lit(1)).alias("n"), digest.alias("h"))
+    return {r["part"]: (int(r["n"]), r["h"]) for r in out.collect()}

@@ -60,6 +60,19 @@ DELIVERIES_SCHEMA = StructType(
 )
 
 # quality/runs: one row per expectation per suite per ingest.
+# What each load changed (silver/changes): one row per table x part whose rows changed.
+CHANGES_SCHEMA = StructType(
+    [
+        StructField("load_id", StringType(), False),
+        StructField("table_name", StringType(), False),  # silver/dispensings, quarantine/...
+        StructField("part_column", StringType(), True),  # dispense_year, source_file, or null
+        StructField("part_value", StringType(), True),
+        StructField("change", StringType(), False),  # added, removed, changed
+        StructField("rows_before", LongType(), False),
+        StructField("rows_after", LongType(), False),
+    ]
+)
+
 QUALITY_RUNS_SCHEMA = StructType(
     [
         StructField("load_id", StringType(), False),
@@ -100,6 +113,10 @@ class WarehousePaths:
         return self.root / "quarantine" / table
 
     @property
+    def changes(self) -> Path:
+        return self.root / "silver" / "changes"
+
+    @property
     def quality_runs(self) -> Path:
         return self.root / "quality" / "runs"
 
@@ -114,6 +131,7 @@ class WarehousePaths:
         for table in TABLES:
             tables[f"silver/{table}"] = self.silver(table)
         tables["silver/deliveries"] = self.deliveries
+        tables["silver/changes"] = self.changes
         for table in TABLES:
             tables[f"quarantine/{table}"] = self.quarantine(table)
         tables["quality/runs"] = self.quality_runs
