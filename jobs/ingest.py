@@ -4,7 +4,7 @@
 
 Thin on purpose: the work is :func:`rxcohort.ingest.ingest_delivery`, the same function the
 ``rxcohort ingest`` command calls. Exit status 0 on success, 1 with one line on stderr when the
-delivery or a quality gate stops the ingest, 4 when another writer holds the warehouse.
+delivery stops the ingest, 5 when a quality gate closes, 4 when another writer holds the warehouse.
 """
 
 from __future__ import annotations

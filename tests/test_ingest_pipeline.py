@@ -100,7 +100,9 @@ def test_first_ingest_counts_every_row_once(loaded):
     rows = dict(loaded.result.summary_rows())
     assert rows["dispensings: rows read"] == "9: 5 clean, 3 quarantined, 1 duplicates"
     assert rows["dispensings: warehouse"] == "9 bronze = 5 silver + 3 quarantine + 1 duplicates"
-    assert rows["versions silver"] == "persons 0, prescribers 0, dispensings 0, deliveries 0"
+    assert rows["versions silver"] == (
+        "persons 0, prescribers 0, dispensings 0, deliveries 0, changes 0"
+    )
     assert rows["files"] == "4 checked, 4 new or changed"
     assert any(
         line.startswith("checked dispensings/dispensings_2014.csv.gz: 2 rows")
@@ -349,10 +351,27 @@ def test_a_corrected_year_replaces_only_that_file(spark, loaded):
         "bronze/files",
         "silver/dispensings",
         "silver/deliveries",
+        "silver/changes",
         "quarantine/dispensings",
         "quality/runs",
     }
     assert all(after[name] == before[name] + 1 for name in changed)  # one commit per table
+    # What the load changed, part by part: the 2013 rows only (2014 was delivered again as it
+    # was, so its silver and quarantine rows are the same); the corrections left no 2013 row
+    # in quarantine.
+    changes = [
+        (r["table_name"], r["part_column"], r["part_value"], r["change"])
+        for r in _read(spark, warehouse, "silver/changes").collect()
+        if r["load_id"] == result.load_id
+    ]
+    assert sorted(changes) == [
+        ("quarantine/dispensings", "source_file", "dispensings_2013.csv", "removed"),
+        ("silver/dispensings", "dispense_year", "2013", "changed"),
+    ]
+    assert result.changed_parts == (
+        "silver/dispensings dispense_year=2013 (changed)",
+        "quarantine/dispensings source_file=dispensings_2013.csv (removed)",
+    )
     d = result.counts["dispensings"]
     assert (d.read_this_load, d.bronze, d.clean, d.quarantined, d.duplicates) == (6, 8, 6, 1, 1)
     bronze = _read(spark, warehouse, "bronze/dispensings")

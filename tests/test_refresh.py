@@ -141,6 +141,17 @@ def test_the_command_speaks_json_and_its_exit_codes_are_distinct(tmp_path, deliv
     steps = [json.loads(line) for line in done.stdout.splitlines()]
     assert [(s["step"], s["status"]) for s in steps] == [("ingest", "loaded"), ("study", "ran")]
 
+    # The spark-submit job, again: nothing to do.
+    env = {**os.environ, "RXCOHORT_ENV": "test", "RXCOHORT_ENGINE": "sail"}
+    job = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "refresh.py"), str(delivery), "--warehouse",
+         str(wh), "--studies", str(STUDY_FILE), "--json"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert job.returncode == 0, job.stderr[-2000:]
+    steps = [json.loads(line) for line in job.stdout.splitlines()]
+    assert [s["status"] for s in steps] == ["unchanged", "skipped"]
+
     # A delivery whose file lies outside its period: the gate closes, no study runs (5).
     late = tmp_path / "late"
     shutil.copytree(delivery, late)
