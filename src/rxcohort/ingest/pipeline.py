@@ -44,6 +44,8 @@ from rxcohort.errors import ConfigError, RxCohortError
 from rxcohort.ingest import rules
 from rxcohort.ingest.bronze import BRONZE_PARTITION_BY, bronze_table_schema, read_bronze_rows
 from rxcohort.ingest.delivery import CheckedFile, Delivery, check_file, scan_delivery
+from rxcohort.ingest.incremental import affected_rows
+from rxcohort.ingest.rules import ROW_KEY
 from rxcohort.ingest.tables import (
     CHANGES_SCHEMA,
     DELIVERIES_SCHEMA,
@@ -66,7 +68,7 @@ from rxcohort.quality import (
 from rxcohort.quality.report import count_text, protect_page
 from rxcohort.reference import who_ddd_frame
 from rxcohort.schemas import SILVER_DISPENSINGS_PARTITION_BY
-from rxcohort.snapshot import LOAD_VERSIONS
+from rxcohort.snapshot import LOAD_VERSIONS, complete_load
 from rxcohort.spark import local_frame
 from rxcohort.spark import pandas_validation_rows as default_pandas_validation_rows
 
@@ -108,6 +110,8 @@ class IngestResult:
     ignored: tuple[str, ...] = ()
     # The parts of silver and quarantine whose rows changed (as in silver/changes).
     changed_parts: tuple[str, ...] = ()
+    # Dispensing rows classified again by an incremental update (None: all of bronze).
+    reclassified: int | None = None
 
     def summary_rows(self) -> list[tuple[str, str]]:
         n_changed = sum(1 for _, _, changed in self.files if changed)
@@ -197,8 +201,13 @@ def ingest_delivery(
     expectations_dir: str | Path | None = None,
     pandas_validation_rows: int | None = None,
     lock_wait: float = 0.0,
+    full: bool = False,
 ) -> IngestResult:
     """Load one delivery into the warehouse (see the module docstring). Safe to repeat.
+
+    Silver and quarantine dispensings are updated incrementally - only the rows the changed
+    files can affect are classified again (:mod:`rxcohort.ingest.incremental`) - unless
+    ``full``, which classifies the whole bronze again (the same result, slower).
 
     ``expectations_dir`` holds the suites (default: the checkout's ``expectations/``); a silver
     table of at most ``pandas_validation_rows`` rows is validated with GX's pandas engine,
@@ -216,6 +225,7 @@ def ingest_delivery(
             progress=progress,
             expectations_dir=expectations_dir,
             pandas_validation_rows=pandas_validation_rows,
+            full=full,
         )
 
 
@@ -227,6 +237,7 @@ def _ingest_delivery(
     progress: Progress | None,
     expectations_dir: str | Path | None,
     pandas_validation_rows: int | None,
+    full: bool = False,
 ) -> IngestResult:
     say: Progress = progress or (lambda message: None)
     paths = WarehousePaths(warehouse)
@@ -271,6 +282,7 @@ def _ingest_delivery(
     load_time = datetime.now(UTC).replace(microsecond=0)
     load_id = f"{load_time:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     run = _IngestRun(spark, paths, delivery, checked, changed, load_id, load_time, say)
+    run.full = full
     run.pandas_limit = (
         pandas_validation_rows
         if pandas_validation_rows is not None
@@ -280,6 +292,18 @@ def _ingest_delivery(
         return run.execute(suites, versions_before)
     finally:
         run.release()
+
+
+@dataclass
+class _Incremental:
+    """An incremental update of silver dispensings: the bronze rows to classify again, their
+    dispensing ids (with those of the rows the load took out), and the years it rewrites."""
+
+    rows: DataFrame
+    ids: DataFrame
+    size: int = 0  # rows to classify again
+    nothing: bool = False  # no dispensing row can change
+    years: set[int] = field(default_factory=set)
 
 
 class _IngestRun:
@@ -307,6 +331,8 @@ class _IngestRun:
         self._cached: list[DataFrame] = []
         self._staged: list[io.StagedTable] = []
         self.changed_parts: tuple[str, ...] = ()
+        self.full = False
+        self.incremental: _Incremental | None = None
         self.scratch = paths.root / SCRATCH_DIR / load_id
         self.pandas_limit = 1_000_000
 
@@ -388,8 +414,15 @@ class _IngestRun:
         self.say("building silver and quarantine")
         persons = self._cache(rules.classify_persons(bronze["persons"]))
         prescribers = self._cache(rules.classify_prescribers(bronze["prescribers"]))
+        to_classify = bronze["dispensings"]
+        self.incremental = self._incremental_plan(
+            bronze["dispensings"], persons, changed_names, versions_before
+        )
+        if self.incremental is not None:
+            to_classify = bronze["dispensings"].join(self.incremental.rows, ROW_KEY, "left_semi")
+            rebuild["dispensings"] = not self.incremental.nothing
         dispensings = rules.classify_dispensings(
-            bronze["dispensings"],
+            to_classify,
             persons,
             files_frame,
             who_ddd_frame(spark),
@@ -402,6 +435,10 @@ class _IngestRun:
             "dispensings": rules.select_silver_dispensings(dispensings),
         }
         quarantine = {t: rules.select_quarantine(classified[t], table=t) for t in TABLES}
+        if self.incremental is not None and not self.incremental.nothing:
+            silver["dispensings"], quarantine["dispensings"] = self._merge_dispensings(
+                silver["dispensings"], quarantine["dispensings"], versions_before
+            )
         staged_silver: dict[str, io.StagedTable] = {}
         staged_quarantine: dict[str, io.StagedTable] = {}
         for table in TABLES:
@@ -422,9 +459,22 @@ class _IngestRun:
             staged_quarantine[table] = self._stage(quarantine[table], paths.quarantine(table))
             # From here on, read what was written rather than computing it again.
             silver[table] = staged_silver[table].frame()
+            if table == "dispensings" and self.incremental is not None:
+                silver[table] = self._untouched_silver(versions_before).unionByName(
+                    silver[table].select(*self._untouched_silver(versions_before).columns)
+                )
 
-        changes = self._changes(staged_silver, staged_quarantine, versions_before)
+        changes = self._changes(staged_silver, staged_quarantine)
         statuses = self._statuses(classified)
+        if self.incremental is not None:
+            if self.incremental.nothing:  # no dispensing row can change: as committed
+                silver["dispensings"] = io.read_table(spark, paths.silver("dispensings"))
+                after = io.read_table(spark, paths.quarantine("dispensings"))
+            else:
+                after = staged_quarantine["dispensings"].frame()
+            statuses["dispensings"] = self._incremental_statuses(
+                silver["dispensings"], after, files_frame
+            )
         counts = self._counts(statuses, bronze)
         for table, c in counts.items():
             self.say(
@@ -463,7 +513,12 @@ class _IngestRun:
                 commit_info=info,
             )
         for table in staged_silver:
-            staged_silver[table].commit(mode="overwrite", commit_info=info)
+            where = (
+                {"dispense_year": sorted(self.incremental.years)}
+                if table == "dispensings" and self.incremental is not None
+                else None
+            )
+            staged_silver[table].commit(mode="overwrite", replace_where=where, commit_info=info)
             staged_quarantine[table].commit(mode="overwrite", commit_info=info)
         # The bookkeeping: bronze/files is the load's last commit, so a load is complete when
         # a bronze/files commit names it. A load killed between its deliveries row and that
@@ -496,6 +551,7 @@ class _IngestRun:
             report_path=report_path,
             ignored=self.delivery.ignored,
             changed_parts=self.changed_parts,
+            reclassified=self.incremental.size if self.incremental else None,
         )
 
     # ----------------------------------------------------------------------------------------
@@ -527,17 +583,157 @@ class _IngestRun:
             )
         return unfinished
 
-    def _changes(
+    def _incremental_plan(
         self,
-        silver: dict[str, io.StagedTable],
-        quarantine: dict[str, io.StagedTable],
+        bronze: DataFrame,
+        persons: DataFrame,
+        changed_names: set[str],
         versions_before: dict[str, int | None],
+    ) -> _Incremental | None:
+        """Which dispensing rows this load can change (None: classify them all)."""
+        needed = ("bronze/dispensings", "silver/dispensings", "quarantine/dispensings")
+        if self.full or any(versions_before[name] is None for name in (*needed, "silver/persons")):
+            return None
+        # Only on top of a complete load: the rows a killed load committed cannot be told from
+        # those it replaced (and a warehouse from before loads recorded their versions).
+        _, complete = complete_load(self.paths.root)
+        tables = (*needed, "silver/persons", "bronze/persons")
+        if any(complete.get(name) != versions_before[name] for name in tables):
+            self.say("the last load is not on record as complete: classifying every row")
+            return None
+        paths = self.paths
+        names = sorted(c.file.name for c in self.changed if c.file.table == "dispensings")
+        keys = self._materialise(rules.dispensing_keys(bronze), "incremental_keys")
+        old = io.read_table(
+            self.spark, paths.bronze("dispensings"), version=versions_before["bronze/dispensings"]
+        )
+        removed = self._materialise(
+            rules.dispensing_keys(old.where(F.col("source_file").isin(*names))),
+            "incremental_removed",
+        )
+        seeds = keys.where(F.col("source_file").isin(*names)) if names else keys.limit(0)
+        if any(c.file.table == "persons" for c in self.changed):
+            before = io.read_table(
+                self.spark, paths.silver("persons"), version=versions_before["silver/persons"]
+            ).select(F.col("person_id").alias("_person"))
+            now = persons.where(F.col("status") == rules.CLEAN).select(
+                F.col("t_person_id").alias("_person")
+            )
+            flipped = before.subtract(now).unionByName(now.subtract(before))
+            seeds = seeds.unionByName(keys.join(flipped, "_person", "left_semi"))
+        rows = affected_rows(
+            keys,
+            seeds=seeds,
+            removed=removed,
+            window_days=rules.RETURN_WINDOW_DAYS,
+            materialise=self._materialise,
+        )
+        if rows is None:
+            return None
+        ids = self._materialise(
+            keys.join(rows, ROW_KEY, "left_semi")
+            .select("_id")
+            .unionByName(removed.select("_id"))
+            .where(F.col("_id").isNotNull())
+            .distinct(),
+            "incremental_ids",
+        )
+        n_rows, n_removed = rows.count(), removed.count()
+        self.say(f"incremental: {n_rows:,} dispensing rows to classify again")
+        return _Incremental(rows=rows, ids=ids, size=n_rows, nothing=n_rows == 0 and n_removed == 0)
+
+    def _merge_dispensings(
+        self, clean: DataFrame, rejected: DataFrame, versions_before: dict[str, int | None]
+    ) -> tuple[DataFrame, DataFrame]:
+        """Silver dispensings of the years this load touches (the rows classified again, and
+        the others of those years as they were), and the whole quarantine likewise."""
+        plan = self.incremental
+        assert plan is not None
+        paths = self.paths
+        ids = plan.ids.select(F.col("_id").alias("dispensing_id"))
+        old = io.read_table(
+            self.spark, paths.silver("dispensings"), version=versions_before["silver/dispensings"]
+        )
+        hit = old.join(ids, "dispensing_id", "left_semi").select("dispense_year")
+        years = hit.unionByName(clean.select("dispense_year")).distinct().collect()
+        plan.years = {int(r["dispense_year"]) for r in years if r["dispense_year"] is not None}
+        plan.years |= {
+            c.file.year for c in self.changed if c.file.table == "dispensings" and c.file.year
+        }
+        kept = old.where(F.col("dispense_year").isin(*sorted(plan.years))).join(
+            ids, "dispensing_id", "left_anti"
+        )
+        changed = sorted(c.file.name for c in self.changed if c.file.table == "dispensings")
+        before = io.read_table(
+            self.spark,
+            paths.quarantine("dispensings"),
+            version=versions_before["quarantine/dispensings"],
+        )
+        held = before.where(~F.col("source_file").isin(*changed) if changed else F.lit(True))
+        held = held.join(plan.rows, ROW_KEY, "left_anti")
+        return (
+            kept.unionByName(clean.select(*kept.columns)),
+            held.unionByName(rejected.select(*held.columns)),
+        )
+
+    def _untouched_silver(self, versions_before: dict[str, int | None]) -> DataFrame:
+        """Silver dispensings of the years this load leaves as they are."""
+        plan = self.incremental
+        assert plan is not None
+        old = io.read_table(
+            self.spark,
+            self.paths.silver("dispensings"),
+            version=versions_before["silver/dispensings"],
+        )
+        return old.where(~F.col("dispense_year").isin(*sorted(plan.years)))
+
+    def _incremental_statuses(
+        self, silver: DataFrame, quarantine: DataFrame, files: DataFrame
+    ) -> list[dict[str, Any]]:
+        """Dispensing rows per file and status after an incremental update: clean rows from
+        silver, quarantined ones (by reason) from quarantine, and the exact duplicates removed
+        as the file's bronze rows less both (negative would be a bug)."""
+        clean = {
+            r["source_file"]: r["n"]
+            for r in silver.groupBy("source_file").agg(F.count(F.lit(1)).alias("n")).collect()
+        }
+        rejected: dict[str, dict[str, int]] = {}
+        for r in (
+            quarantine.groupBy("source_file", "reason").agg(F.count(F.lit(1)).alias("n")).collect()
+        ):
+            rejected.setdefault(r["source_file"], {})[r["reason"]] = r["n"]
+        changed = {c.file.name for c in self.changed}
+        out: list[dict[str, Any]] = []
+        for f in files.where(F.col("table_name") == "dispensings").collect():
+            name, rows = f["source_file"], int(f["rows"])
+            this = name in changed
+            n_clean = clean.get(name, 0)
+            reasons = rejected.get(name, {})
+            duplicates = rows - n_clean - sum(reasons.values())
+            if duplicates < 0:
+                raise RxCohortError(
+                    f"dispensings: {name} has {rows} bronze rows but {n_clean} in silver and "
+                    f"{sum(reasons.values())} in quarantine; nothing was committed (a bug)"
+                )
+            common = {"source_file": name, "this_load": this, "table": "dispensings"}
+            out.append({**common, "status": rules.CLEAN, "reason": None, "rows": n_clean})
+            out.append({**common, "status": rules.DUPLICATE, "reason": None, "rows": duplicates})
+            out += [
+                {**common, "status": rules.QUARANTINED, "reason": reason, "rows": n}
+                for reason, n in sorted(reasons.items())
+            ]
+        return out
+
+    def _changes(
+        self, silver: dict[str, io.StagedTable], quarantine: dict[str, io.StagedTable]
     ) -> DataFrame:
         """The parts of silver and quarantine whose rows this load changes (silver/changes):
         silver dispensings by ``dispense_year``, quarantine by ``source_file``, persons and
         prescribers whole. A part changed when its rows differ in content (load ids and times
         aside): compared by count and an order-free fingerprint (the sum of row hashes)."""
         rows: list[tuple[Any, ...]] = []
+        # Against the last complete load: a load killed half-way changed nothing on record.
+        _, complete = complete_load(self.paths.root)
         for layer, staged, part in (
             ("silver", silver, {"dispensings": "dispense_year"}),
             ("quarantine", quarantine, {t: "source_file" for t in TABLES}),
@@ -546,13 +742,17 @@ class _IngestRun:
                 name = f"{layer}/{table}"
                 column = part.get(table)
                 after = _fingerprints(new.frame(), column)
-                version = versions_before[name]
+                version = complete.get(name)
                 path = self.paths.root / name
-                before = (
-                    _fingerprints(io.read_table(self.spark, path, version=version), column)
+                old = (
+                    io.read_table(self.spark, path, version=version)
                     if version is not None
-                    else {}
+                    else None
                 )
+                if old is not None and name == "silver/dispensings" and self.incremental:
+                    # Only the years this load rewrote; the others are untouched.
+                    old = old.where(F.col("dispense_year").isin(*sorted(self.incremental.years)))
+                before = _fingerprints(old, column) if old is not None else {}
                 for value in sorted(after.keys() | before.keys(), key=str):
                     old, now = before.get(value), after.get(value)
                     if old == now:

@@ -368,6 +368,26 @@ def _checked_dispensings(
     )
 
 
+def dispensing_keys(bronze: DataFrame) -> DataFrame:
+    """What ties a bronze dispensing row to others in the rules that compare rows: its row key,
+    ``_id`` (the trimmed dispensing_id: duplicates), ``_person`` (known or not), ``_group``
+    (a hash of person, ATC code and product: returns), ``_day`` (days since 1970, null when the
+    date does not parse) and ``_return`` (packs below 0). The same expressions as
+    :func:`classify_dispensings`, so that the rows it relates are the rows these relate."""
+    trimmed = _trimmed("dispensings", bronze)
+    date = _date("dispense_date")
+    product = F.coalesce(_s("product_id"), F.lit(""))
+    atc = F.upper(_s("atc_code"))
+    return trimmed.select(
+        *ROW_KEY,
+        _s("dispensing_id").alias("_id"),
+        _s("person_id").alias("_person"),
+        F.xxhash64(_s("person_id"), atc, product).alias("_group"),
+        F.datediff(date, F.lit("1970-01-01").cast("date")).alias("_day"),
+        F.coalesce(_number("packs") < 0, F.lit(False)).alias("_return"),
+    )
+
+
 def _flag_columns(status: Column, reason: Column, detail: Column) -> list[Column]:
     return [
         *[F.col(c) for c in ROW_KEY],
