@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
         help="directory of the expectation suites (default: the checkout's expectations/)",
     )
     parser.add_argument(
+        "--full",
+        action="store_true",
+        help="classify every dispensing row again (default: only those the changes can affect)",
+    )
+    parser.add_argument(
         "--wait",
         type=float,
         default=0.0,
@@ -48,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=lambda message: print(f"... {message}", file=sys.stderr),
             expectations_dir=args.expectations,
             lock_wait=args.wait,
+            full=args.full,
         )
     except RxCohortError as exc:
         print(f"rxcohort ingest: {exc}", file=sys.stderr)

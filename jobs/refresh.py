@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per step")
     parser.add_argument(
+        "--full",
+        action="store_true",
+        help="classify every dispensing row again (default: only those the changes can affect)",
+    )
+    parser.add_argument(
         "--wait",
         type=float,
         default=0.0,
@@ -72,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             lock_wait=args.wait,
             progress=lambda message: print(f"... {message}", file=sys.stderr),
             report=report,
+            full=args.full,
         )
     except RxCohortError as exc:
         print(f"rxcohort refresh: {exc}", file=sys.stderr)

@@ -174,6 +174,16 @@ def generate(
     print_summary(f"Generated delivery {out_dir}", result.summary_rows())
 
 
+FullOpt = Annotated[
+    bool,
+    typer.Option(
+        "--full",
+        help="Classify every dispensing row again instead of only those the changed files "
+        "can affect (the same result, slower).",
+    ),
+]
+
+
 @app.command()
 def ingest(
     delivery_dir: Annotated[Path, typer.Argument(help="The delivery directory (CONTRACT §1).")],
@@ -181,6 +191,7 @@ def ingest(
     engine: EngineOpt = None,
     remote: RemoteOpt = None,
     wait: WaitOpt = 0.0,
+    full: FullOpt = False,
 ) -> None:
     """Load a delivery into bronze, silver and quarantine, gated by the quality suites. Safe to repeat."""
     from rxcohort.preflight import check_delivery
@@ -192,7 +203,7 @@ def ingest(
         from rxcohort.ingest import ingest_delivery
 
         result = ingest_delivery(
-            _spark(engine, remote), delivery_dir, warehouse=root, progress=_progress
+            _spark(engine, remote), delivery_dir, warehouse=root, progress=_progress, full=full
         )
     print_summary(f"Ingested {delivery_dir}", result.summary_rows())
 
@@ -264,6 +275,7 @@ def refresh(
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object per step on stdout, for a scheduler.")
     ] = False,
+    full: FullOpt = False,
 ) -> None:
     """Ingest a delivery, then run every study whose inputs or study file changed.
 
@@ -293,6 +305,7 @@ def refresh(
         lock_wait=wait,
         progress=_progress,
         report=report,
+        full=full,
     )
     if result.exit_code:
         raise typer.Exit(result.exit_code)

@@ -120,6 +120,7 @@ def refresh(
     lock_wait: float = 0.0,
     progress: Progress | None = None,
     report: Callable[[Step], None] = lambda step: None,
+    full: bool = False,
 ) -> RefreshResult:
     """Ingest ``delivery_dir`` into ``warehouse`` and run the ``studies`` whose inputs changed.
 
@@ -142,7 +143,9 @@ def refresh(
         session = spark()
         started = time.monotonic()
         try:
-            loaded = ingest_delivery(session, delivery_dir, warehouse=root, progress=progress)
+            loaded = ingest_delivery(
+                session, delivery_dir, warehouse=root, progress=progress, full=full
+            )
         except QualityGateError as exc:
             done(Step("ingest", str(delivery_dir), "gate_closed", str(exc), _since(started)))
             return result
@@ -154,12 +157,14 @@ def refresh(
                     str(delivery_dir),
                     "loaded",
                     f"load {loaded.load_id}: {n_changed} of {len(loaded.files)} files new or "
-                    f"changed; rows changed in {'; '.join(loaded.changed_parts) or 'nothing'}",
+                    f"changed; {_classified(loaded.reclassified)}; rows changed in "
+                    f"{'; '.join(loaded.changed_parts) or 'nothing'}",
                     _since(started),
                     {
                         "load_id": loaded.load_id,
                         "files_changed": n_changed,
                         "changed": list(loaded.changed_parts),
+                        "reclassified": loaded.reclassified,
                     },
                 )
             )
@@ -197,6 +202,12 @@ def refresh(
                 )
             )
     return result
+
+
+def _classified(rows: int | None) -> str:
+    if rows is None:
+        return "every dispensing row classified"
+    return f"{rows:,} dispensing rows classified again"
 
 
 def _internal(exc: Exception) -> str:

@@ -160,6 +160,14 @@ class IngestResult:
                     rows.append((f"  warning {o.suite}", f"{o.label} {_observed_text(o)}".strip()))
         if self.changed:
             rows.append(("changed", "; ".join(self.changed_parts) or "no silver or quarantine row"))
+            rows.append(
+                (
+                    "dispensings classified",
+                    "every row (full)"
+                    if self.reclassified is None
+                    else f"{self.reclassified:,} rows the changed files can affect (incremental)",
+                )
+            )
         layers: dict[str, list[str]] = {}
         for name, version in self.versions.items():
             layer, _, table = name.partition("/")
