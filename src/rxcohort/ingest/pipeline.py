@@ -468,12 +468,14 @@ class _IngestRun:
             # From here on, read what was written rather than computing it again.
             silver[table] = staged_silver[table].frame()
             if table == "dispensings" and self.incremental is not None:
-                silver[table] = self._untouched_silver(versions_before).unionByName(
-                    silver[table].select(*self._untouched_silver(versions_before).columns)
-                )
+                untouched = self._untouched_silver(versions_before)
+                silver[table] = untouched.unionByName(silver[table].select(*untouched.columns))
 
         changes = self._changes(staged_silver, staged_quarantine)
-        statuses = self._statuses(classified)
+        # After an incremental update the dispensings' statuses come from silver and
+        # quarantine (below), not from the rows classified again.
+        skip = ("dispensings",) if self.incremental is not None else ()
+        statuses = self._statuses({t: f for t, f in classified.items() if t not in skip})
         if self.incremental is not None:
             if self.incremental.nothing:  # no dispensing row can change: as committed
                 silver["dispensings"] = io.read_table(spark, paths.silver("dispensings"))
@@ -840,7 +842,7 @@ class _IngestRun:
     def _statuses(self, classified: dict[str, DataFrame]) -> dict[str, list[dict[str, Any]]]:
         """Rows per table, file, this load or not, status and reason (one Spark job)."""
         grouped = None
-        for table in TABLES:
+        for table in classified:
             part = (
                 classified[table]
                 .groupBy(
