@@ -62,13 +62,20 @@ def base(spark, tmp_path_factory):
         fields.update(values)
         return ";".join(fields[c] for c in header)
 
+    _append(root, 2012, [
+        # D2's id with other content: both versions are conflicting duplicates ...
+        row(dispensing_id="TIE-D2", dispense_date="2012-03-01", packs="2", product_id="777778"),
+    ])  # fmt: skip
     _append(root, 2013, [
         row(dispensing_id="TIE-D1", dispense_date="2013-12-28", packs="1"),
         row(dispensing_id="TIE-ID", dispense_date="2013-06-01", packs="2"),
+        row(dispensing_id="TIE-D2", dispense_date="2013-12-29", packs="1", product_id="777778"),
     ])  # fmt: skip
     _append(root, 2014, [
         row(dispensing_id="TIE-R1", dispense_date="2014-01-05", packs="-1"),  # nets against D1
         row(dispensing_id="TIE-ID", dispense_date="2014-06-01", packs="3"),  # same id, other row
+        # ... so this return has nothing to net against.
+        row(dispensing_id="TIE-R2", dispense_date="2014-01-06", packs="-1", product_id="777778"),
     ])  # fmt: skip
     return root
 
@@ -172,10 +179,26 @@ def test_a_corrected_file_changes_rows_of_an_untouched_file_as_a_full_rebuild_do
     assert set(result.changed_parts) >= {"silver/dispensings dispense_year=2013 (changed)"}
 
 
+def test_a_corrected_file_keeps_the_verdicts_its_returns_owe_to_untouched_files(
+    spark, tmp_path, base
+):
+    """The 2014 file corrected: its returns are classified again, and their verdicts read rows
+    of the untouched 2013 file (D1 nets R1) and those rows' id groups in 2012 (D2 conflicts,
+    so R2 nets against nothing)."""
+    corrected = _copy(base, tmp_path / "corrected")
+    lines = _lines(corrected, 2014)
+    _write(corrected, 2014, lines[:30] + lines[45:])  # 15 rows withdrawn, the TIE rows kept
+    wh, _ = _both(spark, tmp_path, base, corrected)
+    assert "TIE-R1" in _silver_ids(spark, wh)
+    reasons = _reasons(spark, wh)
+    assert reasons["TIE-R2"] == "unmatched_return"
+    assert reasons["TIE-D2"] == "conflicting_duplicate"
+
+
 def test_untouched_years_keep_their_files(spark, tmp_path, base):
     corrected = _copy(base, tmp_path / "corrected")
     lines = _lines(corrected, 2012)
-    _write(corrected, 2012, lines[:-15])
+    _write(corrected, 2012, lines[:1] + lines[16:])  # not TIE-D2, which reaches 2014
     wh = tmp_path / "wh"
     ingest_delivery(spark, base, warehouse=wh)
 

@@ -307,9 +307,10 @@ class _Incremental:
     """An incremental update of silver dispensings: the bronze rows to classify again, their
     dispensing ids (with those of the rows the load took out), and the years it rewrites."""
 
-    rows: DataFrame
+    rows: DataFrame  # whose verdicts may change
+    context: DataFrame  # classified together with them (rows and what their verdicts read)
     ids: DataFrame
-    size: int = 0  # rows to classify again
+    size: int = 0  # rows whose verdicts may change
     nothing: bool = False  # no dispensing row can change
     years: set[int] = field(default_factory=set)
 
@@ -427,7 +428,7 @@ class _IngestRun:
             bronze["dispensings"], persons, changed_names, versions_before
         )
         if self.incremental is not None:
-            to_classify = bronze["dispensings"].join(self.incremental.rows, ROW_KEY, "left_semi")
+            to_classify = bronze["dispensings"].join(self.incremental.context, ROW_KEY, "left_semi")
             rebuild["dispensings"] = not self.incremental.nothing
         dispensings = rules.classify_dispensings(
             to_classify,
@@ -436,6 +437,8 @@ class _IngestRun:
             who_ddd_frame(spark),
             materialise=self._materialise,
         )
+        if self.incremental is not None:  # the context's other rows keep their verdicts
+            dispensings = dispensings.join(self.incremental.rows, ROW_KEY, "left_semi")
         classified = {"persons": persons, "prescribers": prescribers, "dispensings": dispensings}
         silver = {
             "persons": rules.select_silver_persons(persons),
@@ -631,15 +634,14 @@ class _IngestRun:
             )
             flipped = before.subtract(now).unionByName(now.subtract(before))
             seeds = seeds.unionByName(keys.join(flipped, "_person", "left_semi"))
-        rows = affected_rows(
+        affected = affected_rows(
             keys,
             seeds=seeds,
             removed=removed,
             window_days=rules.RETURN_WINDOW_DAYS,
             materialise=self._materialise,
         )
-        if rows is None:
-            return None
+        rows = affected.rows
         ids = self._materialise(
             keys.join(rows, ROW_KEY, "left_semi")
             .select("_id")
@@ -649,8 +651,18 @@ class _IngestRun:
             "incremental_ids",
         )
         n_rows, n_removed = rows.count(), removed.count()
-        self.say(f"incremental: {n_rows:,} dispensing rows to classify again")
-        return _Incremental(rows=rows, ids=ids, size=n_rows, nothing=n_rows == 0 and n_removed == 0)
+        n_context = affected.context.count()
+        self.say(
+            f"incremental: {n_rows:,} dispensing rows to classify again "
+            f"({n_context:,} with the rows their rules read)"
+        )
+        return _Incremental(
+            rows=rows,
+            context=affected.context,
+            ids=ids,
+            size=n_rows,
+            nothing=n_rows == 0 and n_removed == 0,
+        )
 
     def _merge_dispensings(
         self, clean: DataFrame, rejected: DataFrame, versions_before: dict[str, int | None]
