@@ -20,14 +20,17 @@ again, row for row (``tests/test_incremental.py`` checks that on deliveries that
 correct a file, drop rows and change persons).
 
 A fixed number of joins of the narrow keys, whatever the data: chains of dispensings a few days
-apart (multi-dose packs) do not make it iterate.
+apart (multi-dose packs) do not make it iterate. The sets are kept as *whole files* (the
+changed ones) plus a small set of row keys outside them, so that no join has to hold a whole
+file's keys in memory (a hash join's build side cannot spill): ids are looked up only among
+those shared by two rows, which are few, and windows only around products with a return.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from rxcohort.ingest.rules import ROW_KEY, Materialise
@@ -35,18 +38,43 @@ from rxcohort.ingest.rules import ROW_KEY, Materialise
 
 @dataclass(frozen=True)
 class AffectedRows:
-    """``rows``: the row keys whose verdict may change (closed under dispensing_id, so that
-    silver's rows of an id are replaced as a whole); ``context``: the row keys to classify so
-    that ``rows`` get the verdicts a full classification gives (a superset of ``rows``)."""
+    """The rows whose verdict may change (closed under dispensing_id, so that silver's row of
+    an id is replaced as a whole), and the *context* to classify them in so that they get the
+    verdicts a full classification gives: each is every row of ``files`` plus the row keys of
+    ``rows_outside`` / ``context_outside`` (rows of other files)."""
 
-    rows: DataFrame
-    context: DataFrame
+    files: tuple[str, ...]
+    rows_outside: DataFrame
+    context_outside: DataFrame
+
+    def _in_files(self) -> Column:
+        return F.col("source_file").isin(*self.files) if self.files else F.lit(False)
+
+    def rows_of(self, frame: DataFrame) -> DataFrame:
+        """The rows of ``frame`` (with the row key) whose verdict may change."""
+        return self._select(frame, self.rows_outside)
+
+    def context_of(self, frame: DataFrame) -> DataFrame:
+        """The rows of ``frame`` to classify."""
+        return self._select(frame, self.context_outside)
+
+    def _select(self, frame: DataFrame, outside: DataFrame) -> DataFrame:
+        inside = frame.where(self._in_files())
+        others = frame.where(~self._in_files()).join(F.broadcast(outside), ROW_KEY, "left_semi")
+        return inside.unionByName(others)
+
+    def not_rows_of(self, frame: DataFrame) -> DataFrame:
+        """The rows of ``frame`` whose verdict stays."""
+        return frame.where(~self._in_files()).join(
+            F.broadcast(self.rows_outside), ROW_KEY, "left_anti"
+        )
 
 
 def affected_rows(
     keys: DataFrame,
     *,
-    seeds: DataFrame,
+    files: tuple[str, ...],
+    flipped: DataFrame | None,
     removed: DataFrame,
     window_days: int,
     materialise: Materialise,
@@ -54,10 +82,12 @@ def affected_rows(
     """The rows of ``keys`` whose verdict may change, and the context they are classified in.
 
     ``keys``: :func:`rxcohort.ingest.rules.dispensing_keys` of the bronze after this load;
-    ``seeds``: the rows that changed (those of the changed files, those of persons whose
-    known-ness changed), with the same columns; ``removed``: the keys of rows this load takes
-    out of bronze (the earlier version of a changed file), which tie rows as well.
+    ``files``: the changed files (each of their rows changed); ``flipped``: rows of ``keys``
+    whose person became known or unknown (or None); ``removed``: the keys of rows this load
+    takes out of bronze (the earlier version of a changed file), which tie rows as well.
     """
+    in_files = F.col("source_file").isin(*files) if files else F.lit(False)
+    outside = keys.where(~in_files)
     # Products with a return anywhere (before or after the load): only they tie rows by date.
     with_return = materialise(
         keys.where("_return")
@@ -66,41 +96,77 @@ def affected_rows(
         .distinct(),
         "incremental_return_groups",
     )
-
-    def same_id(rows: DataFrame) -> DataFrame:
-        ids = rows.where(F.col("_id").isNotNull()).select("_id").distinct()
-        return keys.join(ids, "_id", "left_semi")
-
-    def in_window(rows: DataFrame, *, returns_only: bool) -> DataFrame:
-        """Rows of ``keys`` (returns only, or all) within the window of a row of ``rows`` in
-        the same product (either side: a superset that costs nothing)."""
-        anchors = (
-            rows.where(F.col("_day").isNotNull())
-            .join(with_return, "_group", "left_semi")
-            .select("_group", F.col("_day").alias("_anchor_day"))
-            .distinct()
+    # Ids that tie two rows: repeated in the new bronze, or a removed row's id found outside
+    # the changed files. Aggregations (they spill), and few rows come out.
+    ids = keys.where(F.col("_id").isNotNull())
+    repeated = ids.groupBy("_id").agg(F.count(F.lit(1)).alias("_n")).where("_n > 1")
+    across = (
+        removed.where(F.col("_id").isNotNull())
+        .select("_id", F.lit(1).alias("_removed"))
+        .unionByName(
+            outside.where(F.col("_id").isNotNull()).select("_id", F.lit(0).alias("_removed"))
         )
-        targets = keys.where(F.col("_day").isNotNull())
-        if returns_only:
-            targets = targets.where("_return")
+        .groupBy("_id")
+        .agg(F.min("_removed").alias("_lo"), F.max("_removed").alias("_hi"))
+        .where((F.col("_lo") == 0) & (F.col("_hi") == 1))
+    )
+    shared = materialise(
+        repeated.select("_id").unionByName(across.select("_id")).distinct(),
+        "incremental_shared_ids",
+    )
+
+    def partners(rows: DataFrame) -> DataFrame:
+        """Rows of other files sharing a dispensing_id with one of ``rows``."""
+        hit = rows.select("_id").join(F.broadcast(shared), "_id", "left_semi").distinct()
+        return outside.join(F.broadcast(hit), "_id", "left_semi")
+
+    def in_window(rows: DataFrame, *, targets: DataFrame) -> DataFrame:
+        """Rows of ``targets`` within the window of a row of ``rows`` in the same product
+        (either side: a superset that costs nothing)."""
+        anchors = materialise(
+            rows.where(F.col("_day").isNotNull())
+            .join(F.broadcast(with_return), "_group", "left_semi")
+            .select("_group", F.col("_day").alias("_anchor_day"))
+            .distinct(),
+            f"incremental_anchors_{len(windows)}",
+        )
+        windows.append(anchors)
         return (
-            targets.join(anchors, "_group")
+            targets.where(F.col("_day").isNotNull())
+            .join(F.broadcast(anchors), "_group")
             .where(F.abs(F.col("_day") - F.col("_anchor_day")) <= window_days)
             .select(*keys.columns)
         )
 
-    changed = keys.join(seeds.select(*ROW_KEY).distinct(), ROW_KEY, "left_semi")
-    # Rows that may become clean or unclean: the changed ones and their id groups.
-    unsettled = materialise(
-        changed.unionByName(same_id(changed.unionByName(removed))).distinct(),
-        "incremental_unsettled",
-    )
+    windows: list[DataFrame] = []
+    changed = keys.where(in_files)
+    returns = materialise(keys.where("_return"), "incremental_returns")
+    # Rows that may become clean or unclean: the changed ones and their id partners ...
+    seeds = changed.unionByName(removed)
+    extra = partners(seeds)
+    if flipped is not None:
+        flipped = flipped.where(~in_files)
+        extra = extra.unionByName(flipped).unionByName(partners(flipped))
+    unsettled = materialise(extra.distinct(), "incremental_unsettled")
     # ... and the returns that net against them (or against a row taken out).
-    reached = unsettled.unionByName(in_window(unsettled.unionByName(removed), returns_only=True))
-    rows = materialise(reached.unionByName(same_id(reached)).distinct(), "incremental_rows")
-    # What their verdicts read: the windows of the returns among them, and the id groups.
-    read = rows.unionByName(in_window(rows.where("_return"), returns_only=False))
-    context = materialise(
-        read.unionByName(same_id(read)).select(*ROW_KEY).distinct(), "incremental_context"
+    reached = unsettled.unionByName(
+        in_window(seeds.unionByName(unsettled), targets=returns).where(~in_files)
     )
-    return AffectedRows(rows=rows.select(*ROW_KEY), context=context)
+    reached = materialise(reached.distinct(), "incremental_reached")
+    rows = materialise(
+        reached.unionByName(partners(reached)).select(*ROW_KEY).distinct(),
+        "incremental_rows",
+    )
+    # What their verdicts read: the windows of the returns among them, and the id partners.
+    their_returns = returns.where(in_files).unionByName(
+        returns.join(F.broadcast(rows), ROW_KEY, "left_semi")
+    )
+    read = in_window(their_returns, targets=keys).where(~in_files)
+    read = materialise(read.distinct(), "incremental_read")
+    context = materialise(
+        rows.unionByName(read.select(*ROW_KEY))
+        .unionByName(partners(read).select(*ROW_KEY))
+        .distinct(),
+        "incremental_context",
+    )
+    return AffectedRows(files=tuple(files), rows_outside=rows, context_outside=context)

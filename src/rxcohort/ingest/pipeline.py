@@ -44,7 +44,7 @@ from rxcohort.errors import ConfigError, RxCohortError
 from rxcohort.ingest import rules
 from rxcohort.ingest.bronze import BRONZE_PARTITION_BY, bronze_table_schema, read_bronze_rows
 from rxcohort.ingest.delivery import CheckedFile, Delivery, check_file, scan_delivery
-from rxcohort.ingest.incremental import affected_rows
+from rxcohort.ingest.incremental import AffectedRows, affected_rows
 from rxcohort.ingest.rules import ROW_KEY
 from rxcohort.ingest.tables import (
     CHANGES_SCHEMA,
@@ -307,9 +307,8 @@ class _Incremental:
     """An incremental update of silver dispensings: the bronze rows to classify again, their
     dispensing ids (with those of the rows the load took out), and the years it rewrites."""
 
-    rows: DataFrame  # whose verdicts may change
-    context: DataFrame  # classified together with them (rows and what their verdicts read)
-    ids: DataFrame
+    affected: AffectedRows  # whose verdicts may change, and the context they are classified in
+    ids: DataFrame  # the dispensing ids of affected rows outside the changed files
     size: int = 0  # rows whose verdicts may change
     nothing: bool = False  # no dispensing row can change
     years: set[int] = field(default_factory=set)
@@ -428,7 +427,7 @@ class _IngestRun:
             bronze["dispensings"], persons, changed_names, versions_before
         )
         if self.incremental is not None:
-            to_classify = bronze["dispensings"].join(self.incremental.context, ROW_KEY, "left_semi")
+            to_classify = self.incremental.affected.context_of(bronze["dispensings"])
             rebuild["dispensings"] = not self.incremental.nothing
         dispensings = rules.classify_dispensings(
             to_classify,
@@ -438,7 +437,7 @@ class _IngestRun:
             materialise=self._materialise,
         )
         if self.incremental is not None:  # the context's other rows keep their verdicts
-            dispensings = dispensings.join(self.incremental.rows, ROW_KEY, "left_semi")
+            dispensings = self.incremental.affected.rows_of(dispensings)
         classified = {"persons": persons, "prescribers": prescribers, "dispensings": dispensings}
         silver = {
             "persons": rules.select_silver_persons(persons),
@@ -624,7 +623,7 @@ class _IngestRun:
             rules.dispensing_keys(old.where(F.col("source_file").isin(*names))),
             "incremental_removed",
         )
-        seeds = keys.where(F.col("source_file").isin(*names)) if names else keys.limit(0)
+        flipped = None
         if any(c.file.table == "persons" for c in self.changed):
             before = io.read_table(
                 self.spark, paths.silver("persons"), version=versions_before["silver/persons"]
@@ -632,33 +631,34 @@ class _IngestRun:
             now = persons.where(F.col("status") == rules.CLEAN).select(
                 F.col("t_person_id").alias("_person")
             )
-            flipped = before.subtract(now).unionByName(now.subtract(before))
-            seeds = seeds.unionByName(keys.join(flipped, "_person", "left_semi"))
+            turned = before.subtract(now).unionByName(now.subtract(before))
+            flipped = keys.join(F.broadcast(turned), "_person", "left_semi")
         affected = affected_rows(
             keys,
-            seeds=seeds,
+            files=tuple(names),
+            flipped=flipped,
             removed=removed,
             window_days=rules.RETURN_WINDOW_DAYS,
             materialise=self._materialise,
         )
-        rows = affected.rows
         ids = self._materialise(
-            keys.join(rows, ROW_KEY, "left_semi")
+            keys.join(F.broadcast(affected.rows_outside), ROW_KEY, "left_semi")
             .select("_id")
-            .unionByName(removed.select("_id"))
             .where(F.col("_id").isNotNull())
             .distinct(),
             "incremental_ids",
         )
-        n_rows, n_removed = rows.count(), removed.count()
-        n_context = affected.context.count()
+        in_files = keys.where(F.col("source_file").isin(*names)).count() if names else 0
+        n_outside, n_removed = affected.rows_outside.count(), removed.count()
+        n_context = affected.context_outside.count()
+        n_rows = in_files + n_outside
         self.say(
-            f"incremental: {n_rows:,} dispensing rows to classify again "
-            f"({n_context:,} with the rows their rules read)"
+            f"incremental: {n_rows:,} dispensing rows to classify again ({in_files:,} of the "
+            f"changed files, {n_outside:,} of others they reach), with {n_context - n_outside:,} "
+            "more that their rules read"
         )
         return _Incremental(
-            rows=rows,
-            context=affected.context,
+            affected=affected,
             ids=ids,
             size=n_rows,
             nothing=n_rows == 0 and n_removed == 0,
@@ -672,27 +672,40 @@ class _IngestRun:
         plan = self.incremental
         assert plan is not None
         paths = self.paths
-        ids = plan.ids.select(F.col("_id").alias("dispensing_id"))
+        ids = F.broadcast(plan.ids.select(F.col("_id").alias("dispensing_id")))
+        changed = sorted(c.file.name for c in self.changed if c.file.table == "dispensings")
         old = io.read_table(
             self.spark, paths.silver("dispensings"), version=versions_before["silver/dispensings"]
         )
-        hit = old.join(ids, "dispensing_id", "left_semi").select("dispense_year")
-        years = hit.unionByName(clean.select("dispense_year")).distinct().collect()
+        # Silver's rows that go: those of the changed files (from their earlier version) and
+        # those with the id of an affected row of another file (one row per id in silver).
+        from_changed = F.col("source_file").isin(*changed) if changed else F.lit(False)
+        going = (
+            old.where(from_changed)
+            .select("dispense_year")
+            .unionByName(
+                old.where(~from_changed)
+                .join(ids, "dispensing_id", "left_semi")
+                .select("dispense_year")
+            )
+        )
+        years = going.unionByName(clean.select("dispense_year")).distinct().collect()
         plan.years = {int(r["dispense_year"]) for r in years if r["dispense_year"] is not None}
         plan.years |= {
             c.file.year for c in self.changed if c.file.table == "dispensings" and c.file.year
         }
-        kept = old.where(F.col("dispense_year").isin(*sorted(plan.years))).join(
-            ids, "dispensing_id", "left_anti"
+        kept = (
+            old.where(F.col("dispense_year").isin(*sorted(plan.years)))
+            .where(~from_changed)
+            .join(ids, "dispensing_id", "left_anti")
         )
-        changed = sorted(c.file.name for c in self.changed if c.file.table == "dispensings")
         before = io.read_table(
             self.spark,
             paths.quarantine("dispensings"),
             version=versions_before["quarantine/dispensings"],
         )
         held = before.where(~F.col("source_file").isin(*changed) if changed else F.lit(True))
-        held = held.join(plan.rows, ROW_KEY, "left_anti")
+        held = plan.affected.not_rows_of(held)
         return (
             kept.unionByName(clean.select(*kept.columns)),
             held.unionByName(rejected.select(*held.columns)),
