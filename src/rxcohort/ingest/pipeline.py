@@ -304,8 +304,9 @@ def _ingest_delivery(
 
 @dataclass
 class _Incremental:
-    """An incremental update of silver dispensings: the bronze rows to classify again, their
-    dispensing ids (with those of the rows the load took out), and the years it rewrites."""
+    """An incremental update of silver dispensings: the rows to classify again (and the
+    context they are classified in), the dispensing ids of those outside the changed files,
+    and the years it rewrites."""
 
     affected: AffectedRows  # whose verdicts may change, and the context they are classified in
     ids: DataFrame  # the dispensing ids of affected rows outside the changed files
