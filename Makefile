@@ -13,7 +13,8 @@ ENGINE_SUITES := tests/test_io.py tests/test_ingest_delivery.py tests/test_inges
   tests/test_cohort_rules.py tests/test_study_pipeline.py tests/test_end_to_end.py \
   tests/test_generate.py tests/test_stats.py tests/test_persistence_pipeline.py \
   tests/test_cross_engine.py tests/test_engine_neutral.py tests/test_malformed_corpus.py \
-  tests/test_line_numbers.py tests/test_incremental.py
+  tests/test_line_numbers.py tests/test_incremental.py tests/test_use_over_time.py \
+  tests/test_prescriber_summary.py
 
 venv: $(STAMP)
 

@@ -26,6 +26,7 @@ from rxcohort.report.plotdata import (
 )
 from rxcohort.stats import compute_outcome_tables, to_spark
 from rxcohort.study.runs import RUNS_SCHEMA
+from rxcohort.transforms import utilisation
 
 STUDY = "ldn_opioids_2013"
 REPO = Path(__file__).resolve().parents[1]
@@ -429,6 +430,7 @@ def _write_study(spark, root: Path) -> None:
         ),
         study / "persistence",
     )
+    _write_utilisation(spark, study)
     io.write_table(spark.createDataFrame(QUALITY_ROWS, QUALITY_SCHEMA), root / "quality" / "runs")
     io.write_table(
         spark.createDataFrame(
@@ -468,6 +470,53 @@ def _write_study(spark, root: Path) -> None:
     io.write_table(spark.createDataFrame([run], RUNS_SCHEMA), study / "runs")
 
 
+def _write_utilisation(spark, study: Path) -> None:
+    """use_over_time for 2013 (LDN users among 2,000 inhabitants) and prescriber_summary."""
+    bounds, labels = (0, 18, 45, 65, 80), ("0-17", "18-44", "45-64", "65-79", "80+")
+    groups = pd.DataFrame(
+        {
+            "sex": [1, 2, 1, 2],
+            "birth_year": [1950, 1950, 1980, 1980],
+            "left_on": [None, None, None, None],
+            "n": [400, 600, 500, 500],
+        }
+    )
+    months = [date(2013, m, 1) for m in range(1, 13)]
+    users = pd.DataFrame(
+        [("LDN", "month", m, sex, 1950, 5 + i) for i, m in enumerate(months) for sex in (1, 2)]
+        + [("LDN", "year", date(2013, 1, 1), sex, 1950, 40) for sex in (1, 2)],
+        columns=["drug", "period_type", "period_start", "sex", "birth_year", "n"],
+    )
+    first = pd.DataFrame(
+        [("LDN", m, sex, 1950, 2) for m in months for sex in (1, 2)],
+        columns=["drug", "month", "sex", "birth_year", "n"],
+    )
+    table = utilisation.use_over_time_table(
+        groups,
+        users,
+        first,
+        drugs=["LDN"],
+        periods=utilisation.calendar_periods(date(2013, 1, 1), date(2013, 12, 31)),
+        bounds=bounds,
+        labels=labels,
+        new_users_from=date(2013, 1, 1),
+    )
+    io.write_table(to_spark(spark, table, table="use_over_time"), study / "use_over_time")
+    prescribers = spark.createDataFrame(
+        [(f"R{i}", "physician", "general_practice" if i < 30 else "neurology") for i in range(40)]
+        + [(f"N{i}", "dentist", None) for i in range(10)],
+        "prescriber_id string, profession string, specialty string",
+    )
+    index = spark.createDataFrame(
+        [(_pid(i), date(2013, 1 + i % 12, 2), f"R{i % 35}") for i in range(120)],
+        "person_id string, dispense_date date, prescriber_id string",
+    )
+    summary = utilisation.prescriber_summary_table(index, prescribers)
+    io.write_table(
+        to_spark(spark, summary, table="prescriber_summary"), study / "prescriber_summary"
+    )
+
+
 @pytest.fixture(scope="module")
 def report_warehouse(spark, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("report_wh")
@@ -492,8 +541,8 @@ def test_report_has_every_section_with_data(report_html):
     assert "The cohort consists of persons with a dispensing of LDN" in _section(
         report_html, "study"
     )
-    # Bars, forest plot, trajectories, responders, KM curves, dose histogram.
-    assert len(page.images) == 6
+    # Bars, forest plot, trajectories, responders, KM curves, dose histogram, use over time.
+    assert len(page.images) == 7
     for src in page.images:
         assert (
             base64.b64decode(src.removeprefix("data:image/png;base64,"))[:8] == b"\x89PNG\r\n\x1a\n"

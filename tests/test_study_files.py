@@ -125,7 +125,9 @@ def test_utilisation_study_takes_every_ldn_user_in_2013_and_2014():
         date(2014, 12, 31),
     )
     assert study.new_users is None and study.follow_up is None and study.inclusion == ()
-    changed = ("index_period", "new_users", "follow_up", "inclusion")
+    assert study.use_over_time is not None
+    assert study.use_over_time_period() == (date(2013, 1, 1), date(2014, 12, 31))
+    changed = ("index_period", "new_users", "follow_up", "inclusion", "use_over_time")
     assert {k: v for k, v in _core(study).items() if k not in changed} == {
         k: v for k, v in reference.items() if k not in changed
     }
@@ -383,7 +385,9 @@ def test_describe_study_reads_as_a_methods_paragraph():
 def test_describe_study_says_what_the_utilisation_study_leaves_out():
     text = describe_study(load_study(REPO / "cohorts" / "ldn_utilisation_2013_2014.yaml"))
     assert "between 1 January 2013 and 31 December 2014" in text
-    assert "new users" not in text and "followed for the whole period" not in text
+    cohort = text.split("Analyses:")[0]
+    assert "new users" not in cohort and "followed for the whole period" not in cohort
+    assert "Use over calendar time: users of LDN and of each drug group per 1,000" in text
 
 
 def test_rxcohort_check_prints_the_study_and_fails_on_a_bad_file(tmp_path, monkeypatch, capsys):

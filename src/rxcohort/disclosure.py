@@ -187,7 +187,99 @@ def _build(tables: Mapping[str, pd.DataFrame], windows: Mapping[str, str]) -> _S
     _km(system, tables, last_step)
     _cox(system, tables)
     _dose(system, tables, cohort)
+    _use_over_time(system, tables)
+    _prescribers(system, tables, cohort)
     return system
+
+
+def _use_over_time(system: _System, tables: Mapping[str, pd.DataFrame]) -> None:
+    """Use over calendar time: in each period and drug, a sex's users (new users, population)
+    are the sum of its age bands' and an age band's the sum of its sexes' (persons of unknown
+    sex or birth year are the rest); users less new users are the returning ones; a year's
+    new users are the sum of its months' (a first dispensing falls in one month). The
+    population is one cell for every drug."""
+    frame = tables.get("use_over_time")
+    if frame is None or frame.empty:
+        return
+    grids: dict[tuple[str, ...], set[tuple[str, str]]] = {}
+    for row, r in zip(frame.index, frame.itertuples(index=False), strict=True):
+        period = (str(r.period_type), str(pd.Timestamp(r.period_start).date()))
+        where = (*period, str(r.drug))
+        key = (str(r.sex), str(r.age_band))
+        system.cell(
+            ("uot_pop", *period, *key), r.n_population, "use_over_time", row, "n_population"
+        )
+        system.cell(("uot_u", *where, *key), r.n_users, "use_over_time", row, "n_users")
+        system.cell(("uot_new", *where, *key), r.n_new_users, "use_over_time", row, "n_new_users")
+        system.total_of(
+            ("uot_u", *where, *key), [("uot_new", *where, *key)], ("uot_old", *where, *key)
+        )
+        grids.setdefault(where, set()).add(key)
+    populations: set[tuple[str, str]] = set()
+    for where, keys in sorted(grids.items()):
+        kinds = ["uot_u", "uot_new"]
+        if where[:2] not in populations:
+            populations.add(where[:2])
+            kinds.append("uot_pop")
+        sexes = sorted({s for s, _ in keys} - {ALL_GROUPS})
+        bands = sorted({b for _, b in keys} - {ALL_GROUPS})
+        for kind in kinds:
+            at = where[:2] if kind == "uot_pop" else where
+            for sex in (ALL_GROUPS, *sexes):
+                system.total_of(
+                    (kind, *at, sex, ALL_GROUPS),
+                    [(kind, *at, sex, b) for b in bands],
+                    (f"{kind}_no_age", *at, sex),
+                )
+            for band in bands:
+                system.total_of(
+                    (kind, *at, ALL_GROUPS, band),
+                    [(kind, *at, s, band) for s in sexes],
+                    (f"{kind}_no_sex", *at, band),
+                )
+    months: dict[tuple[str, str, str, str], list[CellId]] = {}
+    for cell in system.values:
+        if cell[0] == "uot_new" and cell[1] == "month" and len(cell) == 6:
+            _, _, start, drug, sex, band = cell
+            months.setdefault((str(start)[:4], str(drug), str(sex), str(band)), []).append(cell)
+    for (year, drug, sex, band), parts in sorted(months.items()):
+        total = ("uot_new", "year", f"{year}-01-01", drug, sex, band)
+        if len(parts) == 12:
+            system.total_of(total, sorted(parts), ("uot_new_rest", year, drug, sex, band))
+
+
+def _prescribers(system: _System, tables: Mapping[str, pd.DataFrame], cohort: CellId) -> None:
+    """Prescriber summary: the levels of a category add up to its ``all`` row (the unknown
+    ones are the rest), a specialty's prescribers are physicians, and the users by first
+    prescriber are users of the index drug."""
+    frame = tables.get("prescriber_summary")
+    if frame is None or frame.empty:
+        return
+    levels: dict[tuple[str, str], list[str]] = {}
+    for row, r in zip(frame.index, frame.itertuples(index=False), strict=True):
+        key = (str(r.unit), str(r.category), str(r.level))
+        # Every users row is a share of the same users: one cell.
+        whole = (*key[:2], ALL_GROUPS) if key[0] == "users" else key
+        system.cell(("ps_n", *key), r.n, "prescriber_summary", row, "n")
+        system.cell(("ps_total", *whole), r.n_total, "prescriber_summary", row, "n_total")
+        system.total_of(("ps_total", *whole), [("ps_n", *key)], ("ps_not", *key))
+        if key[2] != ALL_GROUPS:
+            levels.setdefault(key[:2], []).append(key[2])
+    for (unit, category), names in sorted(levels.items()):
+        for kind in ("ps_n", "ps_total") if unit == "prescribers" else ("ps_n",):
+            system.total_of(
+                (kind, unit, category, ALL_GROUPS),
+                [(kind, unit, category, n) for n in sorted(names)],
+                (f"{kind}_rest", unit, category),
+            )
+    for kind in ("ps_n", "ps_total"):
+        system.equal(
+            (kind, "prescribers", "profession", "physician"),
+            (kind, "prescribers", "specialty", ALL_GROUPS),
+        )
+    users = ("users", "first_prescriber", ALL_GROUPS)
+    system.equal(("ps_n", *users), ("ps_total", *users))
+    system.equal(("ps_n", *users), cohort)  # the utilisation study's cohort is its users
 
 
 def _characterisation(

@@ -141,6 +141,22 @@ MASKING_RULES: dict[str, MaskingRule] = {
         keys=("covariate", "level", "reference"),
         dependants={"n_persons": (EVERYTHING,), "n_events": (EVERYTHING,)},
     ),
+    # rxcohort.transforms.utilisation. A rate over a population of 1-4 is theirs; users of
+    # 1-4 give the rate and its interval away.
+    "use_over_time": MaskingRule(
+        person_counts=("n_users", "n_new_users", "n_population"),
+        keys=("period_type", "period_start", "drug", "sex", "age_band"),
+        dependants={
+            "n_population": (EVERYTHING,),
+            "n_users": ("per_1000", "ci_low", "ci_high"),
+        },
+    ),
+    # Prescribers are persons too: 1-4 prescribers of a specialty are as protected as patients.
+    "prescriber_summary": MaskingRule(
+        person_counts=("n", "n_total"),
+        keys=("unit", "category", "level"),
+        dependants={"n_total": (EVERYTHING,), "n": ("share", "ci_low", "ci_high")},
+    ),
 }
 
 # Result tables that may leave the warehouse, in the order an export writes them. Anything

@@ -43,6 +43,8 @@ RESULT_TABLES = (
     "km_curves",
     "km_medians",
     "cox_results",
+    "use_over_time",
+    "prescriber_summary",
 )
 PERSON_TABLES = ("cohort", "consumption", "persistence", "dose")
 DOSE_COLUMN = "mean_daily_dose_mg"
@@ -196,6 +198,8 @@ def collect_report_data(
         km_curves=results.get("km_curves"),
         km_medians=results.get("km_medians"),
         cox_results=results.get("cox_results"),
+        use_over_time=results.get("use_over_time"),
+        prescriber_summary=results.get("prescriber_summary"),
         dose_bins=dose_table,
         dose_bands=dose_bands,
         dose_source=dose_source,

@@ -230,3 +230,15 @@ def km_plot_points(curve: pd.DataFrame, *, step_days: float = 30.0) -> pd.DataFr
         if remaining == 0:
             break
     return pd.DataFrame(points, columns=columns, dtype=float)
+
+
+def plottable_use_over_time(protected: pd.DataFrame) -> pd.DataFrame:
+    """The monthly rows of ``use_over_time`` for all ages, as the report's protected copy has
+    them, with ``per_1000`` and its interval as floats: NaN (a gap in the line) where the
+    table shows ``<5`` or ``masked`` users, or a population it hides."""
+    rows = protected[(protected["period_type"] == "month") & (protected["age_band"] == "all")]
+    hidden = _small(rows, ["n_users", "n_population"])
+    out = _as_float(rows, ["per_1000", "ci_low", "ci_high"])
+    out.loc[hidden, ["per_1000", "ci_low", "ci_high"]] = np.nan
+    out["period_start"] = pd.to_datetime(out["period_start"])
+    return out.sort_values(["drug", "sex", "period_start"]).reset_index(drop=True)

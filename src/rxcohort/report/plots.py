@@ -264,3 +264,51 @@ def dose_histogram(table: pd.DataFrame, *, unit: str) -> str:
     ax.set_ylabel("Persons", fontsize=9)
     _style(ax)
     return _png(fig)
+
+
+USE_SEX_COLOURS = {"all": "#222222", "female": "#b2182b", "male": "#2166ac"}
+
+
+def use_over_time_lines(
+    frame: pd.DataFrame, *, drugs: Sequence[str], index_period: tuple[object, object] | None
+) -> str:
+    """Users per 1,000 inhabitants per month by sex, one panel per drug; the index period
+    shaded."""
+    fig, axes = _grid(len(drugs))
+    for ax, drug in zip(axes, drugs, strict=True):
+        part = frame[frame["drug"] == drug]
+        for sex, colour in USE_SEX_COLOURS.items():
+            rows = part[part["sex"] == sex].sort_values("period_start")
+            if rows.empty:
+                continue
+            ax.plot(
+                rows["period_start"],
+                rows["per_1000"].to_numpy(dtype=float),
+                marker="o",
+                markersize=2.5,
+                linewidth=1.4,
+                color=colour,
+                label=sex,
+            )
+            ax.fill_between(
+                rows["period_start"],
+                rows["ci_low"].to_numpy(dtype=float),
+                rows["ci_high"].to_numpy(dtype=float),
+                color=colour,
+                alpha=0.12,
+                linewidth=0,
+            )
+        if index_period is not None:
+            ax.axvspan(
+                pd.Timestamp(index_period[0]),
+                pd.Timestamp(index_period[1]),
+                color="#999999",
+                alpha=0.12,
+                linewidth=0,
+            )
+        ax.set_title(drug, fontsize=10)
+        ax.set_ylabel("Users per 1,000 inhabitants", fontsize=8)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+        _style(ax)
+    axes[0].legend(fontsize=8, frameon=False)
+    return _png(fig)

@@ -150,6 +150,8 @@ class ReportData:
     km_curves: pd.DataFrame | None = None
     km_medians: pd.DataFrame | None = None
     cox_results: pd.DataFrame | None = None
+    use_over_time: pd.DataFrame | None = None
+    prescriber_summary: pd.DataFrame | None = None
     dose_bins: pd.DataFrame | None = None
     dose_bands: pd.DataFrame | None = None
     dose_source: str | None = None
@@ -775,6 +777,99 @@ def section_dose(data: ReportData) -> Section:
 # -- 11. data quality --------------------------------------------------------------------------------
 
 
+# -- use over calendar time and prescribers -------------------------------------------------------
+
+
+def section_use_over_time(data: ReportData) -> Section:
+    title = "Use over calendar time"
+    if not _has(data.use_over_time):
+        return _missing(
+            "use_over_time", title, "the study has no use_over_time section (see docs/study.md)"
+        )
+    protected = data.protected.get("use_over_time")
+    if protected is None:
+        protected = protect_report(data, only="use_over_time")["use_over_time"]
+    drugs = list(dict.fromkeys(str(d) for d in data.use_over_time["drug"]))
+    period = (data.study.index_period.start, data.study.index_period.end) if data.study else None
+    parts = [
+        figure(
+            plots.use_over_time_lines(
+                plotdata.plottable_use_over_time(protected), drugs=drugs, index_period=period
+            ),
+            alt="Line chart of users per 1,000 inhabitants per month by sex, one panel per drug",
+            caption=(
+                "Persons with at least one dispensing in the month per 1,000 inhabitants alive "
+                "and resident on the 15th, by sex, with Wilson 95% confidence bands; the index "
+                "period is shaded. A month whose users or population are hidden (1-4 persons, "
+                "or hidden so that 1-4 cannot be worked out) is a gap in the line."
+            ),
+        )
+    ]
+    years = data.use_over_time[
+        (data.use_over_time["period_type"] == "year") & (data.use_over_time["age_band"] == "all")
+    ]
+    frame = _masked(data, years, "use_over_time")
+    frame = _order(frame, "sex", ("all", "female", "male"))
+    frame = _order(frame.sort_values("period_start", kind="stable"), "drug", drugs)
+    columns = [
+        Column("Year", lambda r: escape(str(r.get("period_start"))[:4]), numeric=False),
+        label("drug", "Drug"),
+        label("sex", "Sex"),
+        count_column("Users", "n_users"),
+        count_column("New users", "n_new_users"),
+        count_column("Population (1 July)", "n_population"),
+        Column(
+            "Users per 1,000 (95% CI)",
+            lambda r: estimate_ci(r.get("per_1000"), r.get("ci_low"), r.get("ci_high"), 2),
+        ),
+    ]
+    parts.append(render_table(frame.reset_index(drop=True), columns))
+    parts.append(
+        note(
+            "Users: persons with a dispensing in the year (also those who died or emigrated "
+            "before 1 July). New users: the year holds their first dispensing of the drug in "
+            "the data, after the study's look-back (– where the data do not reach that far "
+            "back). Ages by band and months are in the use_over_time table and its export."
+        )
+    )
+    return Section("use_over_time", title, "".join(parts))
+
+
+def section_prescribers(data: ReportData) -> Section:
+    title = "Prescribers of the index drug"
+    if not _has(data.prescriber_summary):
+        return _missing("prescribers", title, "the warehouse has no prescribers table")
+    frame = _masked(data, data.prescriber_summary, "prescriber_summary")
+    labels = {
+        "profession": "Prescribers by profession (of those registered)",
+        "specialty": "Physicians by specialty (of those registered)",
+        "first_prescriber": "Users by the specialty of their first prescriber (of all users)",
+    }
+    columns = [
+        label("level", "Group"),
+        count_column("Prescribing or users", "n"),
+        count_column("Of", "n_total"),
+        Column(
+            "Share, % (95% CI)",
+            lambda r: estimate_ci(r.get("share"), r.get("ci_low"), r.get("ci_high"), 1, scale=100),
+        ),
+    ]
+    parts = []
+    for category, caption in labels.items():
+        rows = frame[frame["category"] == category].reset_index(drop=True)
+        if not rows.empty:
+            parts.append(render_table(rows, columns, caption=caption))
+    parts.append(
+        note(
+            "Prescribers with a dispensing of the index drug in the index period, of every "
+            "registered prescriber in silver/prescribers (general_practice: GPs). A user's first "
+            "prescriber is that of their first dispensing in the index period; a GP among "
+            "several that day counts."
+        )
+    )
+    return Section("prescribers", title, "".join(parts))
+
+
 def summarise_quality(quality: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per load × suite: expectations, passed, failed (hard), failed (soft); and the failures
     with their unexpected row count and share (from the privacy-safe ``observed`` JSON)."""
@@ -1008,6 +1103,8 @@ SECTIONS: tuple[Callable[[ReportData], Section], ...] = (
     section_km,
     section_cox,
     section_dose,
+    section_use_over_time,
+    section_prescribers,
     section_quality,
     section_provenance,
 )
@@ -1022,6 +1119,8 @@ SECTION_IDS: tuple[str, ...] = (
     "km",
     "cox",
     "dose",
+    "use_over_time",
+    "prescribers",
     "quality",
     "provenance",
 )

@@ -16,6 +16,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import (
     DataType,
+    DateType,
     DoubleType,
     IntegerType,
     LongType,
@@ -26,7 +27,8 @@ from pyspark.sql.types import (
 
 from rxcohort.spark import local_frame
 
-# (column, kind): kind is "str", "long" (a count), "int" (month, lag) or "double".
+# (column, kind): kind is "str", "long" (a count), "long?" (a count that may be undefined),
+# "int" (month, lag), "double" or "date".
 _LAYOUT: dict[str, tuple[tuple[str, str], ...]] = {
     "group_results": (
         ("exposure_group", "str"),
@@ -105,16 +107,49 @@ _LAYOUT: dict[str, tuple[tuple[str, str], ...]] = {
         ("n_persons", "long"),
         ("n_months", "long"),
     ),
+    # rxcohort.transforms.utilisation
+    "use_over_time": (
+        ("period_type", "str"),
+        ("period_start", "date"),
+        ("drug", "str"),
+        ("sex", "str"),
+        ("age_band", "str"),
+        ("n_users", "long"),
+        ("n_new_users", "long?"),
+        ("n_population", "long"),
+        ("per_1000", "double"),
+        ("ci_low", "double"),
+        ("ci_high", "double"),
+    ),
+    "prescriber_summary": (
+        ("unit", "str"),
+        ("category", "str"),
+        ("level", "str"),
+        ("n", "long"),
+        ("n_total", "long"),
+        ("share", "double"),
+        ("ci_low", "double"),
+        ("ci_high", "double"),
+    ),
 }
 
 COLUMNS: dict[str, list[str]] = {name: [c for c, _ in spec] for name, spec in _LAYOUT.items()}
 
-_PANDAS_DTYPES = {"str": "object", "long": "int64", "int": "int32", "double": "Float64"}
+_PANDAS_DTYPES = {
+    "str": "object",
+    "long": "int64",
+    "long?": "Int64",
+    "int": "int32",
+    "double": "Float64",
+    "date": "object",
+}
 _SPARK_TYPES: dict[str, DataType] = {
     "str": StringType(),
     "long": LongType(),
+    "long?": LongType(),
     "int": IntegerType(),
     "double": DoubleType(),
+    "date": DateType(),
 }
 
 RESULT_SCHEMAS: dict[str, StructType] = {
@@ -136,6 +171,8 @@ def finish(frame: pd.DataFrame, table: str) -> pd.DataFrame:
             out[column] = values.astype("Float64")
         elif kind == "str":
             out[column] = out[column].astype("object")
+        elif kind == "date":
+            out[column] = out[column].map(_as_date).astype("object")
         else:
             out[column] = out[column].astype(_PANDAS_DTYPES[kind])
     return out
@@ -159,9 +196,20 @@ def _python_value(value: object, kind: str) -> object:
     if kind == "double":
         number = float(value)  # type: ignore[arg-type]
         return number if math.isfinite(number) else None
-    if kind in ("long", "int"):
+    if kind in ("long", "long?", "int"):
         return int(value)  # type: ignore[call-overload]
+    if kind == "date":
+        return _as_date(value)
     return str(value)
+
+
+def _as_date(value: object) -> object:
+    """A date cell as a ``datetime.date`` (pandas may hand a Timestamp); null stays None."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.date()
+    return value
 
 
 def empty(table: str) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""The analyses of a study run: outcome statistics (issue 6) and persistence (issue 7).
+"""The analyses of a study run: outcome statistics (issue 6), persistence (issue 7), and drug
+utilisation over calendar time and by prescriber (issue 16).
 
 They read the tables the run has just built, collect only the small study-level frames (the
 cohort, its consumption and monthly summaries), and write their result tables beside the cohort
@@ -8,8 +9,9 @@ through :mod:`rxcohort.io`, one Delta commit per table.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -18,6 +20,9 @@ from pyspark.sql.types import StringType, StructField, StructType
 from rxcohort import io
 from rxcohort.log import get_logger
 from rxcohort.spark import local_frame
+
+if TYPE_CHECKING:
+    from rxcohort.study.models import Study
 
 log = get_logger("study.analyses")
 
@@ -130,3 +135,81 @@ def run_persistence(
             frame, study_dir / name, mode="overwrite", commit_info=commit_info
         )
     return versions
+
+
+def run_use_over_time(
+    *,
+    study: Study,
+    dispensings: DataFrame,
+    persons: DataFrame,
+    data_start: date,
+    study_dir: Path,
+    commit_info: Mapping[str, str],
+) -> dict[str, int]:
+    """Write ``use_over_time`` (:mod:`rxcohort.transforms.utilisation`) for the index drug and
+    each drug group; ``dispensings`` are all silver dispensings, ``data_start`` the data's
+    first day (for the new users' look-back)."""
+    from rxcohort.cohort.drugs import DrugDefinition
+    from rxcohort.stats import to_spark
+    from rxcohort.stats.frames import finish
+    from rxcohort.study.build import index_drug_definition
+    from rxcohort.transforms import utilisation
+
+    section = study.use_over_time
+    span = study.use_over_time_period()
+    assert section is not None and span is not None
+    periods = utilisation.calendar_periods(*span)
+    drugs = [index_drug_definition(study)] + [
+        DrugDefinition(label=name, atc_prefixes=tuple(prefixes))
+        for name, prefixes in study.drug_groups.items()
+    ]
+    users, first_uses = utilisation.user_counts(
+        dispensings, persons, drugs, start=span[0], end=span[1]
+    )
+    frame = utilisation.use_over_time_table(
+        utilisation.person_groups(persons),
+        users,
+        first_uses,
+        drugs=[d.label for d in drugs],
+        periods=periods,
+        bounds=section.age_bands,
+        labels=section.band_labels(),
+        new_users_from=data_start + timedelta(days=section.look_back_days),
+    )
+    table = finish(frame, "use_over_time")
+    version = io.write_table(
+        to_spark(dispensings.sparkSession, table, table="use_over_time").coalesce(1),
+        study_dir / "use_over_time",
+        mode="overwrite",
+        commit_info=commit_info,
+    )
+    return {"use_over_time": version}
+
+
+def run_prescriber_summary(
+    *,
+    study: Study,
+    dispensings: DataFrame,
+    prescribers: DataFrame,
+    study_dir: Path,
+    commit_info: Mapping[str, str],
+) -> dict[str, int]:
+    """Write ``prescriber_summary``: who prescribed the index drug in the index period."""
+    from rxcohort.stats import to_spark
+    from rxcohort.stats.frames import finish
+    from rxcohort.study.build import index_drug_definition
+    from rxcohort.transforms.utilisation import prescriber_summary_table
+
+    period = study.index_period
+    index = dispensings.where(
+        index_drug_definition(study).filter()
+        & F.col("dispense_date").between(F.lit(period.start), F.lit(period.end))
+    )
+    table = finish(prescriber_summary_table(index, prescribers), "prescriber_summary")
+    version = io.write_table(
+        to_spark(dispensings.sparkSession, table, table="prescriber_summary").coalesce(1),
+        study_dir / "prescriber_summary",
+        mode="overwrite",
+        commit_info=commit_info,
+    )
+    return {"prescriber_summary": version}

@@ -71,12 +71,15 @@ def index_drug_definition(study: Study) -> DrugDefinition:
 
 
 def required_data_range(study: Study) -> tuple[date, date]:
-    """First and last dispensing day any window of any index date can reach."""
+    """First and last dispensing day any window of any index date, or the calendar periods of
+    ``use_over_time``, can reach."""
     first, last = study.day_span()
-    return (
-        study.index_period.start + timedelta(days=first),
-        study.index_period.end + timedelta(days=last),
-    )
+    start = study.index_period.start + timedelta(days=first)
+    end = study.index_period.end + timedelta(days=last)
+    calendar = study.use_over_time_period()
+    if calendar is not None:
+        start, end = min(start, calendar[0]), max(end, calendar[1])
+    return (start, end)
 
 
 def select_dispensings_for(study: Study, dispensings: DataFrame) -> DataFrame:

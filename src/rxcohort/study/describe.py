@@ -119,6 +119,15 @@ def _analyses(study: Study) -> list[str]:
         )
     else:
         text.append("Persistence is not analysed.")
+    span = study.use_over_time_period()
+    if study.use_over_time is not None and span is not None:
+        bands = ", ".join(study.use_over_time.band_labels())
+        text.append(
+            f"Use over calendar time: users of {study.index_drug.name} and of each drug group "
+            f"per 1,000 inhabitants per year and month from {_date(span[0])} to "
+            f"{_date(span[1])}, by sex and age band ({bands}); new users after "
+            f"{study.use_over_time.look_back_days} days without the drug."
+        )
     return text
 
 

@@ -284,6 +284,35 @@ class Persistence(_Model):
     grace_days: int = Field(default=30, ge=0)
 
 
+class UseOverTime(_Model):
+    """Use of the index drug and the drug groups per calendar year and month, per 1,000 of the
+    population alive and resident at mid-period (the ``use_over_time`` table).
+
+    ``start``/``end`` default to the index period; a person is a new user in a period holding
+    their first dispensing of the drug in the data, counted only where ``look_back_days`` of
+    data precede the period's start. ``age_bands`` are the bands' lower bounds, in years.
+    """
+
+    start: date | None = None
+    end: date | None = None
+    look_back_days: int = Field(default=365, ge=0)
+    age_bands: tuple[Annotated[int, Field(ge=0)], ...] = (0, 18, 45, 65, 80)
+
+    @field_validator("age_bands")
+    @classmethod
+    def _increasing(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or value[0] != 0:
+            raise ValueError("the first age band must start at 0 (every age in some band)")
+        if any(b <= a for a, b in pairwise(value)):
+            raise ValueError("age band bounds must increase")
+        return value
+
+    def band_labels(self) -> tuple[str, ...]:
+        bounds = self.age_bands
+        labels = [f"{a}-{b - 1}" for a, b in pairwise(bounds)]
+        return (*labels, f"{bounds[-1]}+")
+
+
 class Study(_Model):
     """One study file. ``study_id`` is the file name without ``.yaml``."""
 
@@ -304,6 +333,7 @@ class Study(_Model):
     exposure_groups: Annotated[tuple[ExposureGroup, ...], Field(min_length=1)]
     statistics: Statistics = Field(default_factory=Statistics)
     persistence: Persistence = Field(default_factory=Persistence)
+    use_over_time: UseOverTime | None = None
 
     @field_validator("schema_version")
     @classmethod
@@ -317,6 +347,7 @@ class Study(_Model):
         self._check_windows()
         self._check_rules()
         self._check_exposure_groups()
+        self._check_use_over_time()
         return self._check_statistics()
 
     # -- cross-field checks; each message starts with the field path ---------------------------
@@ -381,6 +412,11 @@ class Study(_Model):
                     raise ValueError(f"exposure_groups[{i}].min: overlaps {previous.label}")
             previous = group
 
+    def _check_use_over_time(self) -> None:
+        span = self.use_over_time_period()
+        if span is not None and span[1] < span[0]:
+            raise ValueError(f"use_over_time.end: {span[1]} is before the start, {span[0]}")
+
     def _check_statistics(self) -> Study:
         stats = self.statistics
         labels = [g.label for g in self.exposure_groups]
@@ -435,6 +471,13 @@ class Study(_Model):
         if groups[0].min > lowest or groups[-1].max is not None:
             return False
         return all(a.max is not None and b.min == a.max + 1 for a, b in pairwise(groups))
+
+    def use_over_time_period(self) -> tuple[date, date] | None:
+        """First and last day of the calendar periods of ``use_over_time`` (None without it)."""
+        section = self.use_over_time
+        if section is None:
+            return None
+        return (section.start or self.index_period.start, section.end or self.index_period.end)
 
     def day_span(self) -> tuple[int, int]:
         """Earliest start and latest end over every window the study looks at."""

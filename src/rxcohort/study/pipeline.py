@@ -76,6 +76,8 @@ class AnalysisInputs:
     index_dispensings: DataFrame
     persons: DataFrame
     prescribers: DataFrame | None
+    # Every silver dispensing (use over calendar time counts the whole population's use).
+    silver_dispensings: DataFrame
     # The deliveries' period; without a deliveries table, the first and last dispensing date.
     data_period: tuple[date, date] | None
 
@@ -219,6 +221,7 @@ def _run_study(
                 index_dispensings=index_dispensings,
                 persons=inputs[PERSONS],
                 prescribers=inputs.get(PRESCRIBERS),
+                silver_dispensings=inputs[DISPENSINGS],
                 data_period=data_period,
             ),
             progress=say,
@@ -258,12 +261,13 @@ def _run_study(
 def run_analyses(
     spark: SparkSession, inputs: AnalysisInputs, *, progress: Progress
 ) -> AnalysisOutcome:
-    """The analyses that read the built tables: outcome statistics, then persistence.
+    """The analyses that read the built tables: outcome statistics, persistence, then the
+    utilisation tables (use over calendar time when the study asks for it; who prescribes the
+    index drug when the warehouse has prescribers).
 
     Each writes its own tables under ``inputs.study_dir`` through :mod:`rxcohort.io`; their
     Delta versions go into the run record.
     """
-    from rxcohort.study.analyses import run_persistence, run_statistics
 
     study = inputs.study
     commit_info = {"rxcohort.run_id": inputs.run_id, "rxcohort.study_id": study.study_id}
@@ -272,6 +276,62 @@ def run_analyses(
     if inputs.n_persons == 0:
         rows.append(("analyses", "skipped: the cohort is empty"))
         return AnalysisOutcome(summary_rows=rows, table_versions=versions)
+    _run_outcome_analyses(spark, inputs, commit_info, versions, rows, progress)
+    _run_utilisation(inputs, commit_info, versions, rows, progress)
+    return AnalysisOutcome(summary_rows=rows, table_versions=versions)
+
+
+def _run_utilisation(
+    inputs: AnalysisInputs,
+    commit_info: dict[str, str],
+    versions: dict[str, int],
+    rows: list[tuple[str, str]],
+    progress: Progress,
+) -> None:
+    from rxcohort.study.analyses import run_prescriber_summary, run_use_over_time
+
+    study = inputs.study
+    if study.use_over_time is not None:
+        progress("counting use over calendar time")
+        if inputs.data_period is None:
+            rows.append(("use over time", "skipped: the data period is unknown"))
+        else:
+            versions.update(
+                run_use_over_time(
+                    study=study,
+                    dispensings=inputs.silver_dispensings,
+                    persons=inputs.persons,
+                    data_start=inputs.data_period[0],
+                    study_dir=inputs.study_dir,
+                    commit_info=commit_info,
+                )
+            )
+            rows.append(("use over time", "use_over_time"))
+    if inputs.prescribers is not None:
+        progress("summarising prescribers")
+        versions.update(
+            run_prescriber_summary(
+                study=study,
+                dispensings=inputs.silver_dispensings,
+                prescribers=inputs.prescribers,
+                study_dir=inputs.study_dir,
+                commit_info=commit_info,
+            )
+        )
+        rows.append(("prescribers", "prescriber_summary"))
+
+
+def _run_outcome_analyses(
+    spark: SparkSession,
+    inputs: AnalysisInputs,
+    commit_info: dict[str, str],
+    versions: dict[str, int],
+    rows: list[tuple[str, str]],
+    progress: Progress,
+) -> None:
+    from rxcohort.study.analyses import run_persistence, run_statistics
+
+    study = inputs.study
 
     progress("computing outcome statistics")
     trajectory = study.statistics.trajectory
@@ -316,7 +376,6 @@ def run_analyses(
             )
             versions.update(written)
             rows.append(("persistence", ", ".join(sorted(written))))
-    return AnalysisOutcome(summary_rows=rows, table_versions=versions)
 
 
 def _write_report(
