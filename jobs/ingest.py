@@ -31,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         help="classify every dispensing row again (default: only those the changes can affect)",
     )
     parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="read and hash every file (default: not those whose size and time are as loaded)",
+    )
+    parser.add_argument(
         "--wait",
         type=float,
         default=0.0,
@@ -54,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             expectations_dir=args.expectations,
             lock_wait=args.wait,
             full=args.full,
+            verify=args.verify,
         )
     except RxCohortError as exc:
         print(f"rxcohort ingest: {exc}", file=sys.stderr)

@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="classify every dispensing row again (default: only those the changes can affect)",
     )
     parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="read and hash every file (default: not those whose size and time are as loaded)",
+    )
+    parser.add_argument(
         "--wait",
         type=float,
         default=0.0,
@@ -78,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=lambda message: print(f"... {message}", file=sys.stderr),
             report=report,
             full=args.full,
+            verify=args.verify,
         )
     except RxCohortError as exc:
         print(f"rxcohort refresh: {exc}", file=sys.stderr)

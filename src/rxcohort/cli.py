@@ -182,6 +182,14 @@ FullOpt = Annotated[
         "can affect (the same result, slower).",
     ),
 ]
+VerifyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verify",
+        help="Read and hash every file, also those whose size and modification time are as "
+        "when they were loaded.",
+    ),
+]
 
 
 @app.command()
@@ -192,6 +200,7 @@ def ingest(
     remote: RemoteOpt = None,
     wait: WaitOpt = 0.0,
     full: FullOpt = False,
+    verify: VerifyOpt = False,
 ) -> None:
     """Load a delivery into bronze, silver and quarantine, gated by the quality suites. Safe to repeat."""
     from rxcohort.preflight import check_delivery
@@ -203,7 +212,12 @@ def ingest(
         from rxcohort.ingest import ingest_delivery
 
         result = ingest_delivery(
-            _spark(engine, remote), delivery_dir, warehouse=root, progress=_progress, full=full
+            _spark(engine, remote),
+            delivery_dir,
+            warehouse=root,
+            progress=_progress,
+            full=full,
+            verify=verify,
         )
     print_summary(f"Ingested {delivery_dir}", result.summary_rows())
 
@@ -276,6 +290,7 @@ def refresh(
         bool, typer.Option("--json", help="One JSON object per step on stdout, for a scheduler.")
     ] = False,
     full: FullOpt = False,
+    verify: VerifyOpt = False,
 ) -> None:
     """Ingest a delivery, then run every study whose inputs or study file changed.
 
@@ -306,6 +321,7 @@ def refresh(
         progress=_progress,
         report=report,
         full=full,
+        verify=verify,
     )
     if result.exit_code:
         raise typer.Exit(result.exit_code)

@@ -121,12 +121,14 @@ def refresh(
     progress: Progress | None = None,
     report: Callable[[Step], None] = lambda step: None,
     full: bool = False,
+    verify: bool = False,
 ) -> RefreshResult:
     """Ingest ``delivery_dir`` into ``warehouse`` and run the ``studies`` whose inputs changed.
 
     ``spark`` starts the session when first needed (after the lock is held). ``report`` is
     called with every step as it ends. A closed quality gate ends the refresh (no study runs);
-    a failed study is reported and the others still run.
+    a failed study is reported and the others still run. ``full`` and ``verify`` are the
+    ingest's (:func:`rxcohort.ingest.ingest_delivery`).
     """
     from rxcohort.ingest import ingest_delivery
     from rxcohort.study import run_study
@@ -144,7 +146,12 @@ def refresh(
         started = time.monotonic()
         try:
             loaded = ingest_delivery(
-                session, delivery_dir, warehouse=root, progress=progress, full=full
+                session,
+                delivery_dir,
+                warehouse=root,
+                progress=progress,
+                full=full,
+                verify=verify,
             )
         except QualityGateError as exc:
             done(Step("ingest", str(delivery_dir), "gate_closed", str(exc), _since(started)))

@@ -2,7 +2,8 @@
 
 The order of work is what makes the ingest safe to repeat and safe to fail:
 
-1. check every file in plain Python (manifest sha256, gzip, UTF-8, header, line count);
+1. check every file in plain Python (manifest sha256, gzip, UTF-8, header, line count) -
+   except a file whose stamp shows it unchanged since its load (:mod:`rxcohort.ingest.stamps`);
    compare with ``bronze/files``: when no file changed, stop here - nothing is written;
 2. read the changed files into bronze rows (Spark) and stage them: Parquet files written into
    the bronze table's private staging directory, not yet committed, so no reader sees them.
@@ -25,6 +26,7 @@ is cached in memory, so the ingest's time and memory grow with the delivery's ro
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import uuid
@@ -46,6 +48,14 @@ from rxcohort.ingest.bronze import BRONZE_PARTITION_BY, bronze_table_schema, rea
 from rxcohort.ingest.delivery import CheckedFile, Delivery, check_file, scan_delivery
 from rxcohort.ingest.incremental import AffectedRows, affected_rows
 from rxcohort.ingest.rules import ROW_KEY
+from rxcohort.ingest.stamps import (
+    FileStamp,
+    read_stamps,
+    stamp_of,
+    unchanged_file,
+    updated_stamps,
+    write_stamps,
+)
 from rxcohort.ingest.tables import (
     CHANGES_SCHEMA,
     DELIVERIES_SCHEMA,
@@ -210,12 +220,16 @@ def ingest_delivery(
     pandas_validation_rows: int | None = None,
     lock_wait: float = 0.0,
     full: bool = False,
+    verify: bool = False,
 ) -> IngestResult:
     """Load one delivery into the warehouse (see the module docstring). Safe to repeat.
 
     Silver and quarantine dispensings are updated incrementally - only the rows the changed
     files can affect are classified again (:mod:`rxcohort.ingest.incremental`) - unless
     ``full``, which classifies the whole bronze again (the same result, slower).
+
+    A file whose stamp shows it unchanged since it was loaded is not read again
+    (:mod:`rxcohort.ingest.stamps`); ``verify`` reads and hashes every file all the same.
 
     ``expectations_dir`` holds the suites (default: the checkout's ``expectations/``); a silver
     table of at most ``pandas_validation_rows`` rows is validated with GX's pandas engine,
@@ -234,6 +248,7 @@ def ingest_delivery(
             expectations_dir=expectations_dir,
             pandas_validation_rows=pandas_validation_rows,
             full=full,
+            verify=verify,
         )
 
 
@@ -246,6 +261,7 @@ def _ingest_delivery(
     expectations_dir: str | Path | None,
     pandas_validation_rows: int | None,
     full: bool = False,
+    verify: bool = False,
 ) -> IngestResult:
     say: Progress = progress or (lambda message: None)
     paths = WarehousePaths(warehouse)
@@ -255,22 +271,41 @@ def _ingest_delivery(
     for name in delivery.ignored:
         say(f"ignoring {name}: not a contract file")
     manifest_files = delivery.manifest.files if delivery.manifest else None
+    registry = _read_registry(spark, paths)
+    stamps_before = {} if verify else read_stamps(warehouse)
+    fresh: dict[str, FileStamp] = {}  # stamps of the files read this time
     checked: list[CheckedFile] = []
     for file in delivery.files:
         expected = manifest_files.get(file.relpath) if manifest_files else None
+        known = unchanged_file(
+            file,
+            stamp=stamps_before.get(file.name),
+            registered=registry.get(file.name),
+            expected_sha256=expected,
+        )
+        if known is not None:
+            say(f"unchanged {file.relpath}: {known.rows:,} rows (size and time as loaded)")
+            checked.append(known)
+            continue
+        before = stamp_of(file)
         result = check_file(file, expected_sha256=expected)
         sha_note = "sha256 matches manifest" if expected else "no sha256 in manifest"
         say(f"checked {file.relpath}: {result.rows:,} rows, {sha_note}")
+        fresh[file.name] = dataclasses.replace(before, sha256=result.sha256)
         checked.append(result)
 
-    previous = _read_registry(spark, paths)
     period_start, period_end = delivery.period
     changed = [
-        c for c in checked if previous.get(c.file.name) != (c.sha256, period_start, period_end)
+        c
+        for c in checked
+        if (r := registry.get(c.file.name)) is None
+        or (r["sha256"], r["period_start"], r["period_end"]) != (c.sha256, period_start, period_end)
     ]
     versions_before = {name: io.table_version(p) for name, p in paths.all_tables().items()}
     if not changed and all(v is not None for v in versions_before.values()):
         say("nothing changed: every file is already in the warehouse as delivered")
+        if fresh:  # files read again (touched, copied, or --verify) are known now
+            write_stamps(warehouse, updated_stamps(stamps_before, fresh, keep=registry))
         return IngestResult(
             delivery_dir=Path(delivery_dir),
             load_id=None,
@@ -284,7 +319,15 @@ def _ingest_delivery(
         )
     if not changed:
         # Files unchanged but a table is missing (deleted, or a crash in an earlier run):
-        # rebuild from these files.
+        # rebuild from these files, every one of them read.
+        for i, c in enumerate(checked):
+            if c.file.name not in fresh:
+                fresh[c.file.name] = stamp_of(c.file)
+                expected = manifest_files.get(c.file.relpath) if manifest_files else None
+                checked[i] = check_file(c.file, expected_sha256=expected)
+                fresh[c.file.name] = dataclasses.replace(
+                    fresh[c.file.name], sha256=checked[i].sha256
+                )
         changed = list(checked)
 
     load_time = datetime.now(UTC).replace(microsecond=0)
@@ -297,9 +340,13 @@ def _ingest_delivery(
         else default_pandas_validation_rows(spark)
     )
     try:
-        return run.execute(suites, versions_before)
+        result = run.execute(suites, versions_before)
     finally:
         run.release()
+    # bronze/files now holds every file of the registry and every file checked.
+    kept = set(registry) | {c.file.name for c in checked}
+    write_stamps(warehouse, updated_stamps(stamps_before, fresh, keep=kept))
+    return result
 
 
 @dataclass
@@ -1081,16 +1128,11 @@ def _row_counts(frames: dict[str, DataFrame]) -> dict[str, int]:
     return {row["name"]: int(row["count"]) for row in union.collect()}
 
 
-def _read_registry(spark: SparkSession, paths: WarehousePaths) -> dict[str, tuple]:
-    """source_file -> (sha256, period_start, period_end) from ``bronze/files``."""
+def _read_registry(spark: SparkSession, paths: WarehousePaths) -> dict[str, dict[str, Any]]:
+    """source_file -> its ``bronze/files`` row."""
     if not io.table_exists(paths.files):
         return {}
-    rows = (
-        io.read_table(spark, paths.files)
-        .select("source_file", "sha256", "period_start", "period_end")
-        .collect()
-    )
-    return {r["source_file"]: (r["sha256"], r["period_start"], r["period_end"]) for r in rows}
+    return {r["source_file"]: r.asDict() for r in io.read_table(spark, paths.files).collect()}
 
 
 def _validation_frame(frame: DataFrame, *, rows: int, limit: int) -> Any:
