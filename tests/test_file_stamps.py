@@ -89,7 +89,7 @@ def test_a_stamp_is_not_trusted_when_anything_differs(small_file):
     assert known(expected_sha256=checked.sha256.upper()) is not None
     # Delivered under another path.
     assert known(registered={**row, "delivered_as": "dispensings/x.csv"}) is None
-    for field, value in (("inode", -1), ("size_bytes", 1), ("mtime_ns", 1), ("path", "/x")):
+    for field, value in (("inode", -1), ("size_bytes", 1), ("mtime_ns", 1), ("device", -1)):
         assert known(stamp=dataclasses.replace(stamp, **{field: value})) is None, field
     # Touched: the modification time moves.
     mtime = file.path.stat().st_mtime_ns
@@ -183,6 +183,11 @@ def test_a_second_ingest_reads_no_file_unless_touched_copied_or_verified(
     assert not result.changed and sorted(read) == names
     result, _ = ingest(copy)
     assert read == []
+    # A hard link is the same file: not read.
+    linked = tmp_path / "linked"
+    shutil.copytree(copy, linked, copy_function=os.link)
+    result, _ = ingest(linked)
+    assert not result.changed and read == []
 
     # A changed file is read and loaded; the others are not read.
     target = copy / "dispensings" / "dispensings_2013.csv"

@@ -2,16 +2,18 @@
 
 Checking a file (:func:`rxcohort.ingest.delivery.check_file`) reads and hashes every byte; at
 NorPD's size that is most of an unchanged refresh. After each load the ingest records, per
-file it holds in bronze, a *stamp* - the file's absolute path, inode, size and modification
-time (nanoseconds) with the SHA-256 it had - in ``<warehouse>/_rxcohort_file_stamps.json``.
-A later ingest takes a file as unchanged without reading it when all of these hold:
+file it holds in bronze, a *stamp* - the file's device and inode (which file on disk it is),
+size and modification time (nanoseconds) with the SHA-256 it had - in
+``<warehouse>/_rxcohort_file_stamps.json``. A later ingest takes a file as unchanged without
+reading it when all of these hold:
 
-- the stamp's path, inode, size and modification time equal the file's now;
+- the stamp's device, inode, size and modification time equal the file's now (a hard link
+  to the file, in another delivery directory, is the same file);
 - the stamp's SHA-256 is the one ``bronze/files`` holds for the file (so a stamp left by a
   load that did not commit is never trusted);
 - the manifest, when it lists the file, gives that same SHA-256.
 
-A copy of the delivery elsewhere (another path or inode) is read and hashed once, and stamped.
+A copy of the delivery elsewhere (other inodes) is read and hashed once, and stamped.
 ``--verify`` reads and hashes every file whatever its stamp. The stamps are a cache: a missing
 or unreadable stamp file only means every file is read.
 """
@@ -35,7 +37,7 @@ log = get_logger("ingest")
 
 @dataclass(frozen=True)
 class FileStamp:
-    path: str
+    device: int
     inode: int
     size_bytes: int
     mtime_ns: int
@@ -47,7 +49,7 @@ def stamp_of(file: DeliveryFile, sha256: str = "") -> FileStamp:
     read, it is never newer than the bytes hashed: a file changed while being read does not
     match its stamp afterwards."""
     stat = file.path.stat()
-    return FileStamp(str(file.path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, sha256)
+    return FileStamp(stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, sha256)
 
 
 def read_stamps(warehouse: str | Path) -> dict[str, FileStamp]:
