@@ -190,6 +190,27 @@ def histogram_table(counts: pd.DataFrame, bins: Sequence[DoseBin]) -> pd.DataFra
     return out
 
 
+def km_number_at_risk(protected: pd.DataFrame, *, times: Sequence[float]) -> pd.DataFrame:
+    """Persons at risk at each of ``times`` (days) per stratum, from the report's protected
+    ``km_curves``: at day t, the ``at_risk`` of the stratum's first row at or after t (the
+    persons whose time on treatment reaches t), so every number is one the protected table
+    already shows - ``<5`` or ``masked`` where it does. None after the stratum's last time.
+
+    Returns stratum_variable, stratum and one column ``at_<t>`` per time, in curve order.
+    """
+    out = []
+    for (variable, stratum), part in protected.groupby(["stratum_variable", "stratum"], sort=False):
+        rows = part.assign(_t=pd.to_numeric(part["time"], errors="coerce").astype(float))
+        rows = rows.sort_values("_t")
+        record: dict[str, object] = {"stratum_variable": variable, "stratum": stratum}
+        for t in times:
+            later = rows[rows["_t"] >= t]
+            record[f"at_{t:g}"] = None if later.empty else later["at_risk"].iloc[0]
+        out.append(record)
+    columns = ["stratum_variable", "stratum", *(f"at_{t:g}" for t in times)]
+    return pd.DataFrame(out, columns=columns)
+
+
 def km_plot_points(curve: pd.DataFrame, *, step_days: float = 30.0) -> pd.DataFrame:
     """A Kaplan-Meier curve of one stratum, coarsened so that no step rests on 1-4 persons.
 

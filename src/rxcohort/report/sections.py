@@ -48,6 +48,7 @@ from rxcohort.report.html import (
 from rxcohort.study.models import Study
 
 KM_STEP_DAYS = 30.0
+KM_RISK_EVERY_DAYS = 90  # the number-at-risk table's columns
 DOSE_UNIT = "Estimated daily dose of the index drug, mg/day"
 
 # Table 1 and the before/after bars are computed for the report; their rules follow
@@ -653,6 +654,7 @@ def section_km(data: ReportData) -> Section:
             ),
         )
     ]
+    parts.append(_km_risk_table(data, variables))
     if _has(data.km_medians):
         rank = {v: i for i, v in enumerate(variables)}
         medians = data.km_medians.assign(
@@ -675,6 +677,32 @@ def section_km(data: ReportData) -> Section:
         parts.append(render_table(frame, columns))
         parts.append(note("–: not reached (more than half still on treatment at the end)."))
     return Section("km", title, "".join(parts))
+
+
+def _km_risk_table(data: ReportData, variables: Sequence[str]) -> str:
+    """Persons at risk every KM_RISK_EVERY_DAYS days, per curve, as the protected km_curves
+    shows them."""
+    protected = data.protected.get("km_curves")
+    if protected is None:
+        protected = protect_report(data, only="km_curves")["km_curves"]
+    last = float(pd.to_numeric(data.km_curves["time"], errors="coerce").max())
+    times = [float(t) for t in range(0, int(last) + 1, KM_RISK_EVERY_DAYS)]
+    table = plotdata.km_number_at_risk(protected, times=times)
+    rank = {v: i for i, v in enumerate(variables)}
+    table = table.assign(
+        _v=table["stratum_variable"].map(lambda v: rank.get(v, len(rank))),
+        _s=table["stratum"].map(plots.stratum_key),
+    ).sort_values(["_v", "_s"], kind="stable")
+    columns = [
+        label("stratum_variable"),
+        label("stratum"),
+        *(count_column(f"Day {t:g}", f"at_{t:g}") for t in times),
+    ]
+    return render_table(
+        table.drop(columns=["_v", "_s"]).reset_index(drop=True),
+        columns,
+        caption="Number at risk: persons still on treatment and followed at the day",
+    ) + note("–: after the curve's last time.")
 
 
 # -- 9. Cox ---------------------------------------------------------------------------------------
