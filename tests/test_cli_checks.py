@@ -54,6 +54,10 @@ def _warehouse_with_a_study(root: Path) -> Path:
             "study no_study has no tables",
         ),
         (("export", "../x", "--out", "{tmp}/out", "-w", "{wh}"), "must be a file name"),
+        (
+            ("export", "ldn_opioids_2013", "--out", "{tmp}/out", "-w", "{wh}", "--format", "xlsx"),
+            "unknown export format 'xlsx'; choose one of csv, summarised_result",
+        ),
         (("report", "no_study", "-w", "{wh}"), "(studies here: ldn_opioids_2013)"),
         (("sql", "SELECT 1", "-w", "{tmp}/no-warehouse"), "no warehouse at"),
         (("sql", "SELECT 1", "-w", "{wh}", "--out", "{tmp}/x.xlsx"), "--out must end in"),

@@ -358,16 +358,29 @@ def export(
     warehouse: WarehouseOpt = None,
     engine: EngineOpt = None,
     remote: RemoteOpt = None,
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="csv: one file per table; summarised_result: DARWIN EU's long format "
+            "(summarised_result.csv and settings.csv).",
+        ),
+    ] = "csv",
 ) -> None:
     """Write the study's result tables as CSV, person counts 1-4 masked as <5."""
-    from rxcohort.preflight import check_study_tables
+    from rxcohort.preflight import check_export_format, check_study_tables
 
+    check_export_format(format)
     check_study_tables(_warehouse(warehouse), study_id)
     _check_engine(engine, remote)
     from rxcohort.export import export_study
 
     written = export_study(
-        _spark(engine, remote), study_id, out=out, warehouse=_warehouse(warehouse)
+        _spark(engine, remote),
+        study_id,
+        out=out,
+        warehouse=_warehouse(warehouse),
+        format=format,
     )
     print_summary(f"Exported {study_id}", [(p.name, "written") for p in written])
 

@@ -17,18 +17,31 @@ from rxcohort import io
 from rxcohort.disclosure import protect_tables
 from rxcohort.errors import TableNotFoundError
 from rxcohort.log import get_logger
-from rxcohort.preflight import check_study_id
+from rxcohort.preflight import check_export_format, check_study_id
 from rxcohort.privacy import EXPORTABLE_TABLES, MASKED_VALUE, MASKING_RULES, masked_counts
-from rxcohort.snapshot import succeeded_run
+from rxcohort.snapshot import last_succeeded_run, succeeded_run
 from rxcohort.stats.its import ITS_PARAMETERS
+from rxcohort.summarised import write_summarised_result
 
 log = get_logger("export")
 
 
+UNKNOWN_REGISTRY = "unknown"
+
+
 def export_study(
-    spark: SparkSession, study_id: str, *, out: str | Path, warehouse: str | Path
+    spark: SparkSession,
+    study_id: str,
+    *,
+    out: str | Path,
+    warehouse: str | Path,
+    format: str = "csv",
 ) -> list[Path]:
     """Write ``<out>/<table>.csv`` for each result table the study has; return the paths.
+
+    ``format="summarised_result"`` writes the same protected values as
+    ``summarised_result.csv`` and ``settings.csv`` instead (:mod:`rxcohort.summarised`), with
+    the registry of the loads the run read as ``cdm_name``.
 
     Files are comma-separated UTF-8 with a header, ``.`` as decimal mark and an empty field
     for a missing value; person counts 1-4 read ``<5``, and the counts that would give them
@@ -38,6 +51,7 @@ def export_study(
     half a file. Raises TableNotFoundError when the study has no result table.
     """
     check_study_id(study_id)
+    check_export_format(format)
     study_dir = Path(warehouse) / "studies" / study_id
     present = [t for t in EXPORTABLE_TABLES if io.table_exists(study_dir / t)]
     if not present:
@@ -62,6 +76,17 @@ def export_study(
         for table in present
     }
     protected = protect_tables(frames)
+    if format == "summarised_result":
+        cdm_name = _registry(Path(warehouse), study_dir)
+        paths = write_summarised_result(
+            {t: protected[t] for t in present},
+            out_dir,
+            study_id=study_id,
+            cdm_name=cdm_name,
+            run_id=run_id,
+        )
+        log.info("exported %d tables as summarised_result (cdm_name %s)", len(present), cdm_name)
+        return paths
     written = []
     for table in present:
         masked = protected[table]
@@ -77,6 +102,19 @@ def export_study(
         )
         written.append(path)
     return written
+
+
+def _registry(warehouse: Path, study_dir: Path) -> str:
+    """The registry named in the manifests of the loads the study's run read (silver/deliveries
+    at the version it pinned; the latest without a run), or ``unknown``."""
+    deliveries = warehouse / "silver" / "deliveries"
+    if not io.table_exists(deliveries):
+        return UNKNOWN_REGISTRY
+    run = last_succeeded_run(study_dir)
+    version = (run or {}).get("input_versions", {}).get("silver/deliveries")
+    rows = io.read_rows(deliveries, ["registry"], version=version)
+    names = sorted({r["registry"] for r in rows if r["registry"]})
+    return " / ".join(names) if names else UNKNOWN_REGISTRY
 
 
 def _sorted(frame: pd.DataFrame, table: str) -> pd.DataFrame:

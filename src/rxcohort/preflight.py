@@ -18,6 +18,17 @@ STUDY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 STUDY_INPUTS = ("silver/dispensings", "silver/persons")
 
 
+# What ``rxcohort export --format`` writes: a CSV per table, or DARWIN EU's long format.
+EXPORT_FORMATS: tuple[str, ...] = ("csv", "summarised_result")
+
+
+def check_export_format(format: str) -> None:
+    if format not in EXPORT_FORMATS:
+        raise ConfigError(
+            f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}"
+        )
+
+
 def check_study_id(study_id: str) -> None:
     if not STUDY_ID.match(study_id):
         raise ConfigError(f"study id {study_id!r} must be a file name (letters, digits, _ . -)")
