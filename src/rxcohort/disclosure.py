@@ -34,6 +34,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -61,6 +62,8 @@ class _System:
     virtual: set[CellId] = field(default_factory=set)
     places: dict[CellId, list[tuple[str, Hashable, str]]] = field(default_factory=dict)
     relations: list[dict[CellId, int]] = field(default_factory=list)
+    _by_cell: dict[CellId, list[dict[CellId, int]]] = field(default_factory=dict, repr=False)
+    _index_size: int = field(default=-1, repr=False)
 
     def cell(self, cell: CellId, value: object, table: str, row: Hashable, column: str) -> None:
         number = count_value(value)
@@ -72,6 +75,16 @@ class _System:
             cell = (*cell, table)
         self.values[cell] = number
         self.places.setdefault(cell, []).append((table, row, column))
+
+    def relations_of(self, cell: CellId) -> list[dict[CellId, int]]:
+        """The relations that hold ``cell`` (indexed once all relations are in)."""
+        if self._index_size != len(self.relations):
+            self._by_cell = {}
+            for relation in self.relations:
+                for c in relation:
+                    self._by_cell.setdefault(c, []).append(relation)
+            self._index_size = len(self.relations)
+        return self._by_cell.get(cell, [])
 
     def has(self, cell: CellId) -> bool:
         return cell in self.values
@@ -453,24 +466,34 @@ def suppress(system: _System) -> set[CellId]:
     """The published cells to hide: primary (1-4) and complementary, until none is solvable."""
     hidden = {c for c, v in system.values.items() if _sensitive(v)} | set(system.virtual)
     protect = {c for c in hidden if c not in system.virtual or _sensitive(system.values[c])}
+    rounds: dict[CellId, int] = {}  # how often each cell was found solvable
     while True:
         _close_single_hidden(system, hidden, protect)
-        solvable = _solvable_cells(system, hidden, protect)
-        if not solvable:
-            solvable = _pinned_by_bounds(system, hidden)
-        if not solvable:
-            return hidden - system.virtual
         before = len(hidden)
-        for cell in solvable:
+        solvable = _solvable_cells(system, hidden, protect)
+        for cell, published in solvable.items():
+            # The published cells its value is computed from: hiding one of them breaks
+            # that computation; the next round looks for another. A cell found again gets
+            # twice as many hidden beside it each time, so long chains of relations (a
+            # Kaplan-Meier stratum's risk sets) take a few rounds, not one per cell.
+            # Without any published cell the relations alone fix it - to 0, no secret.
+            rounds[cell] = rounds.get(cell, 0) + 1
+            for _ in range(2 ** min(rounds[cell] - 1, 10)):
+                choice = _choose(system, dict.fromkeys(published, 1), hidden)
+                if choice is None:
+                    break
+                hidden.add(choice)
+                protect.add(choice)
+        if len(hidden) > before:
+            continue
+        pinned = _pinned_by_bounds(system, hidden)
+        for cell in pinned:
             if not _hide_beside(system, hidden, protect, cell):
-                # Nothing left to hide beside it: hide every cell of its relations.
-                for relation in system.relations:
-                    if cell in relation:
-                        hidden.update(relation)
-                        protect.update(c for c in relation if c not in system.virtual)
+                # Nothing left to hide near it: hide every cell of its relations.
+                for relation in system.relations_of(cell):
+                    hidden.update(relation)
+                    protect.update(c for c in relation if c not in system.virtual)
         if len(hidden) == before:
-            # Every cell of their relations is hidden and they are still fixed: the relations
-            # alone, with nothing published in them, fix them - to 0, which is no secret.
             return hidden - system.virtual
 
 
@@ -502,79 +525,195 @@ def _choose(system: _System, relation: Mapping[CellId, int], hidden: set[CellId]
 
 
 def _hide_beside(system: _System, hidden: set[CellId], protect: set[CellId], cell: CellId) -> bool:
-    relations = [r for r in system.relations if cell in r]
-    relations.sort(key=lambda r: sum(1 for c in r if c in hidden))
-    for relation in relations:
-        choice = _choose(system, relation, hidden)
-        if choice is not None:
-            hidden.add(choice)
-            protect.add(choice)
-            return True
+    """Hide one more cell to unfix ``cell``: in the relation holding it with the fewest hidden
+    cells; when every cell of those is hidden already (the value comes through a longer
+    path of relations), in the nearest relation along hidden cells that still has a
+    published one. False when there is none."""
+    relations = sorted(system.relations_of(cell), key=lambda r: sum(1 for c in r if c in hidden))
+    seen_relations: set[int] = set()
+    seen_cells = {cell}
+    while relations:
+        further: list[dict[CellId, int]] = []
+        for relation in relations:
+            if id(relation) in seen_relations:
+                continue
+            seen_relations.add(id(relation))
+            choice = _choose(system, relation, hidden)
+            if choice is not None:
+                hidden.add(choice)
+                protect.add(choice)
+                return True
+            for other in relation:
+                if other not in seen_cells:
+                    seen_cells.add(other)
+                    further.extend(system.relations_of(other))
+        relations = further
     return False
 
 
-def _solvable_cells(system: _System, hidden: set[CellId], protect: set[CellId]) -> list[CellId]:
-    """The cells of ``protect`` whose value the relations and the published values fix.
+def _solvable_cells(
+    system: _System, hidden: set[CellId], protect: set[CellId]
+) -> dict[CellId, list[CellId]]:
+    """The cells of ``protect`` whose value the relations and the published values fix, each
+    with the published cells it is computed from.
 
-    Per group of hidden cells linked by relations: with A the relations' coefficients on
-    those cells, a cell is fixed exactly when every vector of A's null space is 0 there.
+    Per group of hidden cells linked by relations: a cell is fixed exactly when its unit
+    vector lies in the row space of the relations' coefficients on those cells - in the
+    reduced row echelon form, when it is a pivot whose row holds no other hidden cell
+    (:func:`_fixed_columns`); the published cells left in that row are what gives it away.
     """
-    out: list[CellId] = []
+    out: dict[CellId, list[CellId]] = {}
     for component, relations in _components(system, hidden):
         wanted = [c for c in component if c in protect]
         if not wanted or not relations:
             continue
-        _, index, matrix = _matrix(component, relations)
-        _, singular, vh = np.linalg.svd(matrix)
-        rank = int((singular > 1e-9 * max(1.0, singular.max(initial=0.0))).sum())
-        null = vh[rank:].T  # columns x (columns - rank)
-        for cell in wanted:
-            if null.shape[1] == 0 or np.abs(null[index[cell]]).max() < 1e-9:
-                out.append(cell)
-    return sorted(out, key=repr)
+        fixed = _fixed_columns(component, relations)
+        for cell in sorted((c for c in wanted if c in fixed), key=repr):
+            out[cell] = fixed[cell]
+    return out
+
+
+Coefficient = int | Fraction
+
+
+def _fixed_columns(
+    columns: set[CellId], relations: Sequence[Mapping[CellId, int]]
+) -> dict[CellId, list[CellId]]:
+    """The ``columns`` (unknowns) a system of linear equations fixes, each with the other cells
+    (knowns) of the equation that gives it.
+
+    Exact, sparse Gauss-Jordan elimination over the rationals on the unknowns, the knowns
+    carried along: the relations are sums with coefficients of +-1 that touch a few cells
+    each, so rows stay short and the arithmetic integral in practice (Fractions where a
+    pivot is not +-1). Each new relation is reduced by the pivots so far; if an unknown is
+    left, it becomes a pivot (the one fewest earlier rows hold, to keep fill-in low) and is
+    eliminated from those rows. In the reduced form a pivot's row reads
+    ``x_pivot + sum(c_f * x_f) + sum(c_k * known_k) = 0`` over free unknowns ``f``: the pivot
+    is fixed exactly when the first sum is empty, and then the knowns of the second give it.
+    A free unknown is never fixed.
+    """
+    basis: dict[CellId, dict[CellId, Coefficient]] = {}
+    holders: dict[CellId, set[CellId]] = {}  # unknown -> the pivots whose rows hold it
+    for relation in relations:
+        row: dict[CellId, Coefficient] = {c: k for c, k in relation.items() if k}
+        for pivot in [c for c in row if c in basis]:
+            factor = row.get(pivot)
+            if factor:
+                _subtract(row, factor, basis[pivot])
+        unknowns = [c for c in row if c in columns]
+        if not unknowns:
+            continue  # follows from the relations before it
+        pivot = min(unknowns, key=lambda c: (len(holders.get(c, ())), repr(c)))
+        scale = row[pivot]
+        if scale != 1:
+            row = {c: (-v if scale == -1 else Fraction(v) / scale) for c, v in row.items()}
+        for other in sorted(holders.pop(pivot, set()), key=repr):
+            target = basis[other]
+            for c in _subtract(target, target[pivot], row):
+                if c not in columns:
+                    continue
+                if c in target:
+                    holders.setdefault(c, set()).add(other)
+                else:
+                    holders.get(c, set()).discard(other)
+        basis[pivot] = row
+        for c in row:
+            if c != pivot and c in columns:
+                holders.setdefault(c, set()).add(pivot)
+    fixed = {}
+    for pivot, row in basis.items():
+        if not any(c in columns for c in row if c != pivot):
+            fixed[pivot] = sorted((c for c in row if c != pivot), key=repr)
+    return fixed
+
+
+def _subtract(
+    target: dict[CellId, Coefficient], factor: Coefficient, row: Mapping[CellId, Coefficient]
+) -> list[CellId]:
+    """target -= factor * row, dropping zeros; returns the columns it touched."""
+    touched = list(row)
+    for c in touched:
+        value = target.get(c, 0) - factor * row[c]
+        if value:
+            target[c] = value
+        else:
+            target.pop(c, None)
+    return touched
 
 
 def _pinned_by_bounds(system: _System, hidden: set[CellId]) -> list[CellId]:
     """Cells holding 1-4 whose value the relations fix once a reader adds what the markers
     say: ``<5`` is 1 to 4, a count hidden beside one is 0 or at least 5, nothing is negative.
 
-    For each such cell a linear programme finds its smallest and largest value; a range
-    narrower than 1 leaves one whole number. The programme's ranges are never wider than a
-    reader's (it assumes a hidden count of 0 or >= 5 is exactly its kind), so a cell it
-    leaves open is open to the reader too.
+    A cell is pinned when its smallest and largest value under the relations and those
+    bounds (two linear programmes) are less than 1 apart: one whole number is left. The
+    programme's ranges are never wider than a reader's (it assumes a hidden count of 0 or
+    >= 5 is exactly its kind), so a cell it leaves open is open to the reader too. Any two
+    solutions that differ by 1 or more in a cell prove it open, so a few programmes over
+    all the cells (their sum up and down, random mixtures) settle most of them, and the
+    remaining ones get their own two, whose solutions settle others again.
     """
-    from scipy.optimize import linprog
-
     out: list[CellId] = []
+    rng = np.random.default_rng(13)
     for component, relations in _components(system, hidden):
-        wanted = [c for c in component if _sensitive(system.values[c])]
-        if not wanted or not relations:
-            continue
-        columns, index, matrix = _matrix(component, relations)
-        constants = np.array(
-            [-sum(k * system.values[c] for c, k in r.items() if c not in hidden) for r in relations]
-        )
-        bounds = [_reader_bounds(system, c) for c in columns]
-        for cell in sorted(wanted, key=repr):
-            objective = np.zeros(len(columns))
-            objective[index[cell]] = 1.0
-            low = linprog(objective, A_eq=matrix, b_eq=constants, bounds=bounds, method="highs")
-            high = linprog(-objective, A_eq=matrix, b_eq=constants, bounds=bounds, method="highs")
-            if low.status != 0 or high.status != 0:
-                continue  # cannot happen for true values; nothing to conclude
-            if high.x[index[cell]] - low.x[index[cell]] < 1 - 1e-9:
-                out.append(cell)
+        wanted = sorted((c for c in component if _sensitive(system.values[c])), key=repr)
+        if wanted and relations:
+            out.extend(_pinned_in(system, hidden, component, relations, wanted, rng))
     return out
 
 
-def _matrix(
-    component: set[CellId], relations: Sequence[Mapping[CellId, int]]
-) -> tuple[list[CellId], dict[CellId, int], np.ndarray]:
-    """The relations' coefficients on a group of hidden cells (columns in a fixed order)."""
+def _pinned_in(
+    system: _System,
+    hidden: set[CellId],
+    component: set[CellId],
+    relations: Sequence[Mapping[CellId, int]],
+    wanted: Sequence[CellId],
+    rng: np.random.Generator,
+) -> list[CellId]:
+    from scipy.optimize import linprog
+    from scipy.sparse import csr_matrix
+
     columns = sorted(component, key=repr)
     index = {c: i for i, c in enumerate(columns)}
-    matrix = np.array([[r.get(c, 0) for c in columns] for r in relations], dtype=float)
-    return columns, index, matrix
+    entries = [
+        (i, index[c], k) for i, r in enumerate(relations) for c, k in r.items() if c in index
+    ]
+    rows, cols, data = zip(*entries, strict=True)
+    matrix = csr_matrix((data, (rows, cols)), shape=(len(relations), len(columns)), dtype=float)
+    constants = np.array(
+        [-sum(k * system.values[c] for c, k in r.items() if c not in hidden) for r in relations]
+    )
+    bounds = [_reader_bounds(system, c) for c in columns]
+    targets = np.array([index[c] for c in wanted])
+    low_seen = np.full(len(targets), np.inf)
+    high_seen = np.full(len(targets), -np.inf)
+
+    def solve(objective: np.ndarray) -> np.ndarray | None:
+        result = linprog(objective, A_eq=matrix, b_eq=constants, bounds=bounds, method="highs")
+        if result.status != 0:
+            return None  # unbounded or (never, for true values) infeasible
+        values = result.x[targets]
+        np.minimum(low_seen, values, out=low_seen)
+        np.maximum(high_seen, values, out=high_seen)
+        return result.x
+
+    for sign in (1.0, -1.0, *rng.choice([-1.0, 1.0], size=(4, len(targets)))):
+        objective = np.zeros(len(columns))
+        objective[targets] = sign
+        solve(objective)
+    out = []
+    for i, column in enumerate(targets):
+        if high_seen[i] - low_seen[i] >= 1 - 1e-9:
+            continue  # two solutions 1 or more apart: open
+        objective = np.zeros(len(columns))
+        objective[column] = 1.0
+        low = solve(objective)
+        high = solve(-objective)
+        if low is None or high is None:
+            continue  # nothing to conclude
+        if high[column] - low[column] < 1 - 1e-9:
+            out.append(columns[column])
+    return out
 
 
 def _reader_bounds(system: _System, cell: CellId) -> tuple[float, float | None]:
