@@ -13,9 +13,10 @@ from rxcohort.errors import ConfigError
 from rxcohort.export import export_study
 from rxcohort.persistence.survival import COX_COLUMNS, KM_CURVE_COLUMNS, KM_MEDIAN_COLUMNS
 from rxcohort.privacy import MASKING_RULES
-from rxcohort.stats import compute_outcome_tables, to_spark
+from rxcohort.stats import to_spark
 from rxcohort.stats.frames import COLUMNS
 from rxcohort.summarised import LAYOUTS, RESULT_COLUMNS, layout_keys, to_summarised_result
+from test_export import _outcomes
 
 STUDY = "ldn_sr"
 # The estimate types omopgenerics accepts.
@@ -33,18 +34,7 @@ def warehouse(spark, tmp_path_factory):
     attrition of 11 -> 8; a delivery from NorPD."""
     root = tmp_path_factory.mktemp("sr")
     study = root / "studies" / STUDY
-    persons = {f"p{i}": "ldn_4plus" for i in range(6)} | {"q0": "ldn_1", "q1": "ldn_1"}
-    cohort = pd.DataFrame(list(persons.items()), columns=["person_id", "exposure_group"])
-    rows = []
-    for i, pid in enumerate(persons):
-        rows.append((pid, "opioids", "pre", 10.0 + i, 1, True))
-        rows.append((pid, "opioids", "post", float(i), int(i > 0), i > 0))
-    consumption = pd.DataFrame(
-        rows, columns=["person_id", "drug_group", "window", "ddd", "n_dispensings", "is_user"]
-    )
-    tables = compute_outcome_tables(
-        cohort, consumption, group_order=["ldn_1", "ldn_2_3", "ldn_4plus"], drug_groups=["opioids"]
-    )
+    tables = _outcomes()
     io.write_table(
         to_spark(spark, tables["group_results"], table="group_results"), study / "group_results"
     )
