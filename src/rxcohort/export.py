@@ -17,6 +17,7 @@ from rxcohort import io
 from rxcohort.disclosure import protect_tables
 from rxcohort.errors import TableNotFoundError
 from rxcohort.log import get_logger
+from rxcohort.persistence.survival import km_curves_by_interval
 from rxcohort.preflight import check_export_format, check_study_id
 from rxcohort.privacy import EXPORTABLE_TABLES, MASKED_VALUE, MASKING_RULES, masked_counts
 from rxcohort.snapshot import last_succeeded_run, succeeded_run
@@ -75,6 +76,8 @@ def export_study(
         )
         for table in present
     }
+    if "km_curves" in frames:  # a month's counts leave the warehouse, not a day's
+        frames["km_curves"] = km_curves_by_interval(frames["km_curves"])
     protected = protect_tables(frames)
     if format == "summarised_result":
         cdm_name = _registry(Path(warehouse), study_dir)

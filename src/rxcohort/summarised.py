@@ -35,6 +35,7 @@ import pandas as pd
 
 from rxcohort import __version__
 from rxcohort.privacy import (
+    ALL_GROUPS,
     MASKED_COUNT,
     MASKED_VALUE,
     MASKING_RULES,
@@ -69,11 +70,10 @@ SETTINGS_COLUMNS: tuple[str, ...] = (
     "table_name",
     "run_id",
 )
-OVERALL = "overall"
+OVERALL = "overall"  # omopgenerics' group/strata name and level for everyone
 JOIN = " &&& "
 LINKED_MARK = "-"  # omopgenerics' mark for an estimate suppressed because of another
 MIN_CELL_COUNT = SMALL_COUNT_MAX + 1
-_WHOLE = "all"  # a stratum column's level for everyone
 
 INTEGER, NUMERIC, PROPORTION, CHARACTER = "integer", "numeric", "proportion", "character"
 
@@ -391,7 +391,7 @@ def _names_levels(
 ) -> tuple[str, str]:
     pairs = [(c, _text(record[c])) for c in columns]
     if drop_whole:
-        pairs = [(c, v) for c, v in pairs if v != _WHOLE]
+        pairs = [(c, v) for c, v in pairs if v != ALL_GROUPS]
     pairs = [(c, "" if v is None else v) for c, v in pairs]
     if not pairs:
         return OVERALL, OVERALL

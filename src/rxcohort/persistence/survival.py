@@ -151,6 +151,59 @@ def fit_km_curves(
     return pd.concat(frames, ignore_index=True)[list(KM_CURVE_COLUMNS)]
 
 
+KM_PUBLISHED_EVERY_DAYS = 30.0  # the intervals of km_curves as it leaves the warehouse
+
+
+def km_curves_by_interval(
+    curves: pd.DataFrame, *, every_days: float = KM_PUBLISHED_EVERY_DAYS
+) -> pd.DataFrame:
+    """``km_curves`` (one row per distinct time) as a life table on a grid of ``every_days``.
+
+    One row per stratum and interval [time, time + every_days), from time 0 to the interval
+    holding the stratum's last time: ``at_risk`` the persons whose time reaches the interval's
+    start, ``events`` and ``censored`` those that end in it, ``survival`` and its interval the
+    Kaplan-Meier estimate at the interval's end (the last distinct time inside it; at the
+    start's when none is). So ``at_risk`` of one interval minus its events and censorings is
+    the next one's, as with distinct times, and the curve keeps its estimate - but a published
+    count is a month's, not a day's: where persons end on different days a day's counts are
+    mostly 1-4 and suppression would hide nearly the whole curve (and take very long).
+    """
+    if every_days <= 0:
+        raise ValueError(f"every_days must be positive, got {every_days}")
+    columns = list(KM_CURVE_COLUMNS)
+    out = []
+    for (variable, stratum), part in curves.groupby(["stratum_variable", "stratum"], sort=False):
+        rows = part.sort_values("time")
+        times = rows["time"].to_numpy(dtype=float)
+        at_risk = rows["at_risk"].to_numpy(dtype="int64")
+        events = rows["events"].to_numpy(dtype="int64")
+        censored = rows["censored"].to_numpy(dtype="int64")
+        slot = np.floor(times / every_days).astype("int64")
+        survival = rows[["survival", "ci_low", "ci_high"]].to_numpy(dtype=float)
+        estimate = np.array([1.0, 1.0, 1.0])
+        for k in range(int(slot.max()) + 1 if len(slot) else 0):
+            inside = np.flatnonzero(slot == k)
+            later = np.flatnonzero(slot >= k)
+            if inside.size:
+                estimate = survival[inside[-1]]
+            out.append(
+                {
+                    "stratum_variable": variable,
+                    "stratum": stratum,
+                    "time": k * float(every_days),
+                    "at_risk": int(at_risk[later[0]]) if later.size else 0,
+                    "events": int(events[inside].sum()),
+                    "censored": int(censored[inside].sum()),
+                    "survival": float(estimate[0]),
+                    "ci_low": float(estimate[1]),
+                    "ci_high": float(estimate[2]),
+                }
+            )
+    if not out:
+        return pd.DataFrame({c: pd.Series(dtype=_KM_DTYPES[c]) for c in columns})
+    return pd.DataFrame(out, columns=columns).astype({c: _KM_DTYPES[c] for c in columns})
+
+
 _KM_DTYPES = {
     "stratum_variable": "object",
     "stratum": "object",

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from rxcohort.disclosure import protect_tables
+from rxcohort.persistence.survival import km_curves_by_interval
 from rxcohort.privacy import (
     ALL_GROUPS,
     EVERYTHING,
@@ -213,6 +214,8 @@ def protect_report(data: ReportData, *, only: str | None = None) -> dict[str, pd
         tables["window_ddd"] = ddd
     if "dose_bins" in tables:
         tables["dose_bins"] = tables["dose_bins"].drop(columns=["hidden"], errors="ignore")
+    if "km_curves" in tables:
+        tables["km_curves"] = km_curves_by_interval(tables["km_curves"])
     return protect_tables(tables, rules=REPORT_RULES, windows=data.windows)
 
 
