@@ -182,8 +182,8 @@ def km_curves_by_interval(
         survival = rows[["survival", "ci_low", "ci_high"]].to_numpy(dtype=float)
         estimate = np.array([1.0, 1.0, 1.0])
         for k in range(int(slot.max()) + 1 if len(slot) else 0):
-            inside = np.flatnonzero(slot == k)
-            later = np.flatnonzero(slot >= k)
+            first, stop = np.searchsorted(slot, [k, k + 1])  # rows are in time order
+            inside = np.arange(first, stop)
             if inside.size:
                 estimate = survival[inside[-1]]
             out.append(
@@ -191,7 +191,7 @@ def km_curves_by_interval(
                     "stratum_variable": variable,
                     "stratum": stratum,
                     "time": k * float(every_days),
-                    "at_risk": int(at_risk[later[0]]) if later.size else 0,
+                    "at_risk": int(at_risk[first]),
                     "events": int(events[inside].sum()),
                     "censored": int(censored[inside].sum()),
                     "survival": float(estimate[0]),
