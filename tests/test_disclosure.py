@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from rxcohort.disclosure import protect_tables
+from rxcohort.disclosure import protect_counts, protect_tables
 from rxcohort.privacy import MASKED_COUNT, MASKED_VALUE, mask_small_counts
 from rxcohort.report.sections import REPORT_RULES
 
@@ -373,11 +373,23 @@ def _report_tables() -> tuple[dict[str, pd.DataFrame], dict[tuple[str, str], int
         ("ldn_4plus", "opioids"): (37, 30),
         ("ldn_4plus", "nsaids"): (36, 20),  # 1 non-user before
     }
+    # Table 1 (rxcohort.transforms.characterisation): sex, age, a condition held by 1-4.
+    ra = {"ldn_1": 0, "ldn_2_3": 3, "ldn_4plus": 9}
+    chars_rows = []
+    for g, n in (*size.items(), ("all", 60)):
+        women = female.get(g, sum(female.values()))
+        has_ra = ra.get(g, sum(ra.values()))
+        chars_rows += [
+            (g, "sex", "female", None, n, women, 100 * women / n, None, None),
+            (g, "sex", "male", None, n, n - women, 100 * (n - women) / n, None, None),
+            (g, "age", "", None, n, None, None, 50.0, 10.0),
+            (g, "condition", "ra", "pre", n, has_ra, 100 * has_ra / n, None, None),
+        ]
     chars = pd.DataFrame(
-        [(g, size[g], female[g], 50.0, 10.0) for g in GROUPS]
-        + [("all", 60, sum(female.values()), 50.0, 10.0)],
-        columns=["exposure_group", "n_persons", "n_female", "age_mean", "age_sd"],
-    )
+        chars_rows,
+        columns=["exposure_group", "variable", "level", "window", "n_persons", "n", "percent",
+                 "mean", "sd"],
+    )  # fmt: skip
     window_rows = []
     for d in DRUGS:
         for w, k in (("pre", 0), ("post", 1)):
@@ -428,7 +440,7 @@ def _report_tables() -> tuple[dict[str, pd.DataFrame], dict[tuple[str, str], int
         "dose_bins": dose_bins,
         "dose_bands": dose_bands,
     }
-    unpublished = {(g, "men"): size[g] - female[g] for g in GROUPS}
+    unpublished = {(g, "without ra"): size[g] - ra[g] for g in GROUPS}
     for (g, d), (pre, post) in users.items():
         unpublished[(g, f"{d} pre non-users")] = size[g] - pre
         unpublished[(g, f"{d} post non-users")] = size[g] - post
@@ -443,16 +455,30 @@ def _attack_report(published: dict[str, pd.DataFrame]) -> dict[str, tuple[float,
     for step in (1, 2):
         a.equal({n[step - 1]: 1, x[step]: -1, n[step]: -1})
     cohort = n[2]
-    chars = published["characteristics"].set_index("exposure_group")
-    size = {g: a.count(f"size {g}", chars.loc[g, "n_persons"]) for g in GROUPS}
-    a.equal({a.count("size all", chars.loc["all", "n_persons"]): 1, cohort: -1})
+    chars = published["characteristics"].set_index(["exposure_group", "variable", "level"])
+    size = {g: a.count(f"size {g}", chars.loc[(g, "age", ""), "n_persons"]) for g in GROUPS}
+    a.equal({a.count("size all", chars.loc[("all", "age", ""), "n_persons"]): 1, cohort: -1})
     a.equal({cohort: 1, **{size[g]: -1 for g in GROUPS}})
-    women = {g: a.count(f"women {g}", chars.loc[g, "n_female"]) for g in GROUPS}
-    a.equal(
-        {a.count("women all", chars.loc["all", "n_female"]): 1, **{women[g]: -1 for g in GROUPS}}
-    )
+    for (g, variable, level), row in chars.iterrows():  # every row's persons: the group's
+        total = size.get(g, cohort)
+        a.equal({a.count(f"persons of {g} {variable} {level}", row["n_persons"]): 1, total: -1})
+    for sex in ("female", "male"):
+        cells = {g: a.count(f"{sex} {g}", chars.loc[(g, "sex", sex), "n"]) for g in GROUPS}
+        a.equal(
+            {a.count(f"{sex} all", chars.loc[("all", "sex", sex), "n"]): 1,
+             **{cells[g]: -1 for g in GROUPS}}
+        )  # fmt: skip
+        if sex == "female":
+            women = cells
     for g in GROUPS:
-        a.equal({size[g]: 1, women[g]: -1, a.watch(f"{g} men"): -1})
+        a.equal({size[g]: 1, women[g]: -1, a.count(f"men {g} again", chars.loc[(g, "sex", "male"), "n"]): -1})  # fmt: skip
+    ra = {g: a.count(f"ra {g}", chars.loc[(g, "condition", "ra"), "n"]) for g in GROUPS}
+    a.equal(
+        {a.count("ra all", chars.loc[("all", "condition", "ra"), "n"]): 1,
+         **{ra[g]: -1 for g in GROUPS}}
+    )  # fmt: skip
+    for g in GROUPS:
+        a.equal({size[g]: 1, ra[g]: -1, a.watch(f"{g} without ra"): -1})
     for r in published["group_results"].itertuples():
         g = r.exposure_group
         a.equal({a.count(f"group_results size {g}", r.n_persons): 1, size[g]: -1})
@@ -510,8 +536,9 @@ def test_report_tables_leave_no_small_count_solvable():
         low, high = ranges[f"unpublished:{name}"]
         assert low < high, (name, low, high)
     # Shares and means resting on hidden counts go with them.
-    chars = published["characteristics"].set_index("exposure_group")
-    assert chars.loc["ldn_1", "age_mean"] == MASKED_VALUE
+    chars = published["characteristics"].set_index(["exposure_group", "variable", "level"])
+    assert chars.loc[("ldn_1", "age", ""), "mean"] == MASKED_VALUE
+    assert chars.loc[("ldn_2_3", "condition", "ra"), "percent"] == MASKED_VALUE
 
 
 def test_report_tables_per_row_masking_alone_gives_counts_away():
@@ -523,7 +550,7 @@ def test_report_tables_per_row_masking_alone_gives_counts_away():
         for name, frame in tables.items()
     }
     ranges = _attack_report(per_row)
-    assert ranges["unpublished:ldn_2_3 men"] == (2, 2)  # 20 persons, 18 women
+    assert ranges["primary:ra ldn_2_3"] == (3, 3)  # 12 with ra less 0 and 9
     assert ranges["primary:size ldn_1"] == (3, 3)  # 60 - 20 - 37
     assert ranges["primary:bin 1"] == (2, 2)  # 60 persons less the other bins
 
@@ -580,3 +607,26 @@ def test_exact_elimination_agrees_with_the_null_space():
         assert set(_fixed_columns(set(columns), relations)) == expected
         checked += len(expected)
     assert checked > 100  # the systems fix some columns, not none
+
+
+def test_counts_the_small_markers_alone_would_pin_are_shown_masked():
+    # Four strata of 1 under a total of 4: every count is "<5", and 4 parts of at least 1
+    # under a total of at most 4 are each exactly 1. No count hidden beside them helps.
+    parts = [("stratum", k) for k in "abcd"]
+    counts = {("total",): 4, **dict.fromkeys(parts, 1)}
+    shown = protect_counts(counts, totals=[(("total",), parts)])
+    assert MASKED_VALUE in shown.values()
+    assert set(shown.values()) <= {MASKED_COUNT, MASKED_VALUE}
+    # A reader knows a "<5" is 1-4 and a "masked" count any count (it may hide 1-4 here).
+    names = list(counts)
+    low = [1.0 if shown[c] == MASKED_COUNT else 0.0 for c in names]
+    high = [4.0 if shown[c] == MASKED_COUNT else 10_000.0 for c in names]
+    relation = LinearConstraint(np.array([[1.0, -1.0, -1.0, -1.0, -1.0]]), 0.0, 0.0)
+    for i, name in enumerate(names):
+        found = []
+        for sign in (1.0, -1.0):
+            c = np.zeros(len(names))
+            c[i] = sign
+            result = milp(c, constraints=relation, bounds=Bounds(low, high), integrality=1)
+            found.append(round(result.x[i]))
+        assert found[0] < found[1], (name, found)

@@ -73,5 +73,25 @@ def test_the_report_protects_the_curve_on_the_grid() -> None:
     curves = fit_km_curves(_persistence(), strata=["sex"])
     data = ReportData(study_id="s", generated_at="2025-01-01 00:00", km_curves=curves)
     published = protect_report(data, only="km_curves")["km_curves"]
-    assert set(published["time"].astype(float)) == {0.0, 30.0, 60.0, 90.0, 120.0}
+    grid = km_curves_by_interval(curves)
+    shown = grid[grid["at_risk"] >= 5]  # this data's risk sets only shrink below 5 at the end
+    assert set(published["time"].astype(float)) == set(shown["time"]) == {0.0, 30.0, 60.0}
     assert len(published) < len(curves)
+
+
+def test_the_published_curves_stop_before_fewer_than_five_are_at_risk() -> None:
+    from rxcohort.persistence.survival import km_curves_published
+
+    curves = fit_km_curves(_persistence(), strata=["sex"])
+    grid = km_curves_by_interval(curves)
+    published = km_curves_published(curves)
+    for (variable, stratum), part in grid.groupby(["stratum_variable", "stratum"]):
+        rows = part.sort_values("time")
+        below = rows.index[rows["at_risk"] < 5]
+        cut = rows.loc[: below[0]].iloc[:-1] if len(below) else rows
+        kept = published[
+            (published["stratum_variable"] == variable) & (published["stratum"] == stratum)
+        ]
+        assert kept["time"].tolist() == cut["time"].tolist(), (variable, stratum)
+        assert (kept["at_risk"] >= 5).all()
+    assert km_curves_published(curves.iloc[:0]).empty

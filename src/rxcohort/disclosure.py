@@ -32,7 +32,7 @@ The Delta tables keep exact values; this runs on pandas copies at the edge.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -62,6 +62,8 @@ class _System:
     virtual: set[CellId] = field(default_factory=set)
     places: dict[CellId, list[tuple[str, Hashable, str]]] = field(default_factory=dict)
     relations: list[dict[CellId, int]] = field(default_factory=list)
+    # Cells of 1-4 shown as "masked", not "<5", where the markers themselves would pin them.
+    unmarked: set[CellId] = field(default_factory=set)
     _by_cell: dict[CellId, list[dict[CellId, int]]] = field(default_factory=dict, repr=False)
     _index_size: int = field(default=-1, repr=False)
 
@@ -314,17 +316,18 @@ def _characterisation(
 
     chars = tables.get("characteristics")
     if chars is not None:
-        for row, r in chars.iterrows():
-            g = str(r["exposure_group"])
-            if g != ALL_GROUPS:
+        _table1(system, chars, size, windows, groups)
+    smd = tables.get("characteristics_smd")
+    if smd is not None:
+        for row, r in smd.iterrows():
+            variable, level = str(r["variable"]), str(r["level"])
+            for side in ("high", "low"):
+                g = str(r[f"exposure_group_{side}"])
                 groups.add(g)
-            system.cell(size(g), r["n_persons"], "characteristics", row, "n_persons")
-            system.cell(("female", g), r["n_female"], "characteristics", row, "n_female")
-            system.total_of(size(g), [("female", g)], ("not_female", g))
-        named = sorted(str(g) for g in chars["exposure_group"] if str(g) != ALL_GROUPS)
-        system.total_of(
-            ("female", ALL_GROUPS), [("female", g) for g in named], ("female_no_group",)
-        )
+                system.cell(size(g), r[f"n_persons_{side}"], "characteristics_smd", row,
+                            f"n_persons_{side}")  # fmt: skip
+                cell = _table1_cell(variable, level, r["window"], g, windows)
+                system.cell(cell, r[f"n_{side}"], "characteristics_smd", row, f"n_{side}")
     ddd = tables.get("window_ddd")
     if ddd is None:
         return
@@ -345,6 +348,60 @@ def _characterisation(
             [("users", g, str(d), window) for g in named],
             ("users_no_group", str(d), window),
         )
+
+
+def _table1_cell(
+    variable: str, level: str, window: object, group: str, windows: Mapping[str, str]
+) -> CellId:
+    """A count of Table 1: the users of a drug group in a window are the users of the result
+    tables (``users``), the women of a group one cell wherever they are counted."""
+    if variable in ("drug_use", "drug_ddd"):
+        return ("users", group, level, windows.get(str(window), str(window)))
+    if variable == "sex":
+        return (level, group)
+    return ("char", variable, level, group)
+
+
+def _table1(
+    system: _System,
+    chars: pd.DataFrame,
+    size: Callable[[str], CellId],
+    windows: Mapping[str, str],
+    groups: set[str],
+) -> None:
+    """``characteristics``: each count is a part of its group's persons (women and men
+    together of all of them, but for unknown sex), and the persons of a row in ``all`` are
+    those of the named groups and the persons of none."""
+    rows: dict[tuple[str, str, object], list[str]] = {}
+    for row, r in chars.iterrows():
+        g, variable, level = str(r["exposure_group"]), str(r["variable"]), str(r["level"])
+        if g != ALL_GROUPS:
+            groups.add(g)
+        system.cell(size(g), r["n_persons"], "characteristics", row, "n_persons")
+        cell = _table1_cell(variable, level, r["window"], g, windows)
+        system.cell(cell, r["n"], "characteristics", row, "n")
+        if not system.has(cell) or variable in ("drug_ddd", "sex"):
+            continue
+        rows.setdefault((variable, level, r["window"]), []).append(g)
+        if variable != "drug_use":
+            system.total_of(size(g), [cell], ("not", *cell))
+        elif g == ALL_GROUPS:  # a named group's non-users: _build, for every users cell
+            system.total_of(size(g), [cell], ("nonusers", *cell[1:]))
+    for (variable, level, window), named in sorted(rows.items(), key=repr):
+        total = _table1_cell(variable, level, window, ALL_GROUPS, windows)
+        parts = [
+            _table1_cell(variable, level, window, g, windows)
+            for g in sorted(named)
+            if g != ALL_GROUPS
+        ]
+        rest = ("users_no_group", *total[2:]) if variable == "drug_use" else ("no_group", *total)
+        system.total_of(total, parts, rest)
+    named = sorted(g for g in {*groups, ALL_GROUPS} if system.has(("female", g)))
+    for g in named:
+        system.total_of(size(g), [("female", g), ("male", g)], ("sex_unknown", g))
+    parts = [g for g in named if g != ALL_GROUPS]
+    for sex in ("female", "male"):
+        system.total_of((sex, ALL_GROUPS), [(sex, g) for g in parts], (f"{sex}_no_group",))
 
 
 def _dose(system: _System, tables: Mapping[str, pd.DataFrame], cohort: CellId) -> None:
@@ -487,13 +544,21 @@ def suppress(system: _System) -> set[CellId]:
         if len(hidden) > before:
             continue
         pinned = _pinned_by_bounds(system, hidden)
+        unmarked = len(system.unmarked)
         for cell in pinned:
-            if not _hide_beside(system, hidden, protect, cell):
+            if cell not in system.unmarked and all(
+                c in hidden for relation in system.relations_of(cell) for c in relation
+            ):
+                # Every count beside it is hidden already: the "<5" markers alone pin it
+                # (four strata of "<5" under a total of "<5": each is 1). No count hidden
+                # further away helps; shown as "masked" instead, it reads as any count.
+                system.unmarked.add(cell)
+            elif not _hide_beside(system, hidden, protect, cell):
                 # Nothing left to hide near it: hide every cell of its relations.
                 for relation in system.relations_of(cell):
                     hidden.update(relation)
                     protect.update(c for c in relation if c not in system.virtual)
-        if len(hidden) == before:
+        if len(hidden) == before and len(system.unmarked) == unmarked:
             return hidden - system.virtual
 
 
@@ -652,28 +717,40 @@ def _pinned_by_bounds(system: _System, hidden: set[CellId]) -> list[CellId]:
     solutions that differ by 1 or more in a cell prove it open, so a few programmes over
     all the cells (their sum up and down, random mixtures) settle most of them, and the
     remaining ones get their own two, whose solutions settle others again.
+
+    The groups of hidden cells linked by relations share no cell, so one programme over all
+    of them is as many independent ones: an objective over one cell of each group finds
+    each group's bounds at once, which keeps the number of programmes small however many
+    groups there are.
     """
-    out: list[CellId] = []
-    rng = np.random.default_rng(13)
-    for component, relations in _components(system, hidden):
-        wanted = sorted((c for c in component if _sensitive(system.values[c])), key=repr)
-        if wanted and relations:
-            out.extend(_pinned_in(system, hidden, component, relations, wanted, rng))
-    return out
+    groups = [
+        (component, relations)
+        for component, relations in _components(system, hidden)
+        if relations and any(_sensitive(system.values[c]) for c in component)
+    ]
+    if not groups:
+        return []
+    columns = sorted({c for component, _ in groups for c in component}, key=repr)
+    relations = [r for _, group_relations in groups for r in group_relations]
+    queues = [
+        sorted((c for c in component if _sensitive(system.values[c])), key=repr)
+        for component, _ in groups
+    ]
+    return _pinned_in(system, hidden, columns, relations, queues, np.random.default_rng(13))
 
 
 def _pinned_in(
     system: _System,
     hidden: set[CellId],
-    component: set[CellId],
+    columns: Sequence[CellId],
     relations: Sequence[Mapping[CellId, int]],
-    wanted: Sequence[CellId],
+    queues: Sequence[Sequence[CellId]],
     rng: np.random.Generator,
 ) -> list[CellId]:
+    """The pinned cells of ``queues`` (the sensitive cells of each group of ``columns``)."""
     from scipy.optimize import linprog
     from scipy.sparse import csr_matrix
 
-    columns = sorted(component, key=repr)
     index = {c: i for i, c in enumerate(columns)}
     entries = [
         (i, index[c], k) for i, r in enumerate(relations) for c, k in r.items() if c in index
@@ -684,41 +761,86 @@ def _pinned_in(
         [-sum(k * system.values[c] for c, k in r.items() if c not in hidden) for r in relations]
     )
     bounds = [_reader_bounds(system, c) for c in columns]
-    targets = np.array([index[c] for c in wanted])
-    low_seen = np.full(len(targets), np.inf)
-    high_seen = np.full(len(targets), -np.inf)
+    targets = np.array([index[c] for queue in queues for c in queue])
+    low_seen = np.full(len(columns), np.inf)
+    high_seen = np.full(len(columns), -np.inf)
 
-    def solve(objective: np.ndarray) -> np.ndarray | None:
+    def solve(objective: np.ndarray) -> None:
         result = linprog(objective, A_eq=matrix, b_eq=constants, bounds=bounds, method="highs")
-        if result.status != 0:
-            return None  # unbounded or (never, for true values) infeasible
-        values = result.x[targets]
-        np.minimum(low_seen, values, out=low_seen)
-        np.maximum(high_seen, values, out=high_seen)
-        return result.x
+        if result.status == 0:  # else (never, for true values) infeasible: nothing learnt
+            np.minimum(low_seen, result.x, out=low_seen)
+            np.maximum(high_seen, result.x, out=high_seen)
+
+    def is_open(cell: CellId) -> bool:
+        i = index[cell]
+        return bool(high_seen[i] - low_seen[i] >= 1 - 1e-9)
 
     for sign in (1.0, -1.0, *rng.choice([-1.0, 1.0], size=(4, len(targets)))):
         objective = np.zeros(len(columns))
         objective[targets] = sign
         solve(objective)
-    out = []
-    for i, column in enumerate(targets):
-        if high_seen[i] - low_seen[i] >= 1 - 1e-9:
-            continue  # two solutions 1 or more apart: open
+    # Bounds carried through the relations hold every solution: a cell they leave less
+    # than 1 wide is pinned without a programme of its own.
+    low, high = _propagated_bounds(matrix, constants, bounds)
+    out = [c for queue in queues for c in queue if high[index[c]] - low[index[c]] < 1 - 1e-9]
+    settled = set(out)
+    pending = [[c for c in queue if not is_open(c) and c not in settled] for queue in queues]
+    while any(pending):
+        # One undecided cell of each group: its own minimum and maximum, all groups at once.
+        chosen = [queue.pop(0) for queue in pending if queue]
         objective = np.zeros(len(columns))
-        objective[column] = 1.0
-        low = solve(objective)
-        high = solve(-objective)
-        if low is None or high is None:
-            continue  # nothing to conclude
-        if high[column] - low[column] < 1 - 1e-9:
-            out.append(columns[column])
-    return out
+        objective[[index[c] for c in chosen]] = 1.0
+        solve(objective)
+        solve(-objective)
+        out.extend(c for c in chosen if not is_open(c))
+        pending = [[c for c in queue if not is_open(c)] for queue in pending]
+    return sorted(out, key=repr)
+
+
+def _propagated_bounds(
+    matrix: object, constants: np.ndarray, bounds: Sequence[tuple[float, float | None]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Outer bounds of every column: each relation ``sum(a_k x_k) = c`` narrows each of its
+    cells to what the others' bounds leave, repeated until nothing narrows (or 50 passes).
+    Never narrower than the true range, so a range below 1 here is below 1 there."""
+    low = np.array([b[0] for b in bounds], dtype=float)
+    high = np.array([np.inf if b[1] is None else b[1] for b in bounds], dtype=float)
+    rows = matrix.tocsr()  # type: ignore[attr-defined]
+    for _ in range(50):
+        changed = False
+        for i in range(rows.shape[0]):
+            cols = rows.indices[rows.indptr[i] : rows.indptr[i + 1]]
+            coef = rows.data[rows.indptr[i] : rows.indptr[i + 1]]
+            # The range of each term a_k x_k.
+            lo_terms = np.where(coef > 0, coef * low[cols], coef * high[cols])
+            hi_terms = np.where(coef > 0, coef * high[cols], coef * low[cols])
+            lo_sum, hi_sum = lo_terms.sum(), hi_terms.sum()
+            for j, (col, a) in enumerate(zip(cols, coef, strict=True)):
+                # a x = c - (the others): between c - (hi_sum - hi_j) and c - (lo_sum - lo_j).
+                rest_hi = (
+                    hi_sum - hi_terms[j] if np.isfinite(hi_terms[j]) else _sum_without(hi_terms, j)
+                )
+                rest_lo = (
+                    lo_sum - lo_terms[j] if np.isfinite(lo_terms[j]) else _sum_without(lo_terms, j)
+                )
+                ends = ((constants[i] - rest_hi) / a, (constants[i] - rest_lo) / a)
+                new_low, new_high = min(ends), max(ends)
+                if new_low > low[col] + 1e-9:
+                    low[col], changed = new_low, True
+                if new_high < high[col] - 1e-9:
+                    high[col], changed = new_high, True
+        if not changed:
+            break
+    return low, high
+
+
+def _sum_without(terms: np.ndarray, j: int) -> float:
+    return float(np.delete(terms, j).sum())
 
 
 def _reader_bounds(system: _System, cell: CellId) -> tuple[float, float | None]:
     value = system.values[cell]
-    if cell in system.virtual:
+    if cell in system.virtual or cell in system.unmarked:
         return (0.0, None)
     if _sensitive(value):
         return (float(SMALL_COUNT_MIN), float(SMALL_COUNT_MAX))
@@ -772,7 +894,7 @@ def protect_counts(
     out: dict[CellId, object] = {}
     for cell, value in counts.items():
         number = count_value(value)
-        if number is not None and _sensitive(number):
+        if number is not None and _sensitive(number) and cell not in system.unmarked:
             out[cell] = MASKED_COUNT
         elif cell in hidden:
             out[cell] = MASKED_VALUE
@@ -809,9 +931,14 @@ def protect_tables(
                     suppressed.loc[row, column] = True
         extra = _km_survival_after_hidden(frame, suppressed) if name == "km_curves" else None
         rule = (rules or {}).get(name) or MASKING_RULES.get(name)
-        out[name] = mask_small_counts(
+        masked = mask_small_counts(
             frame, table=name, rule=rule, suppressed=suppressed, hidden=extra
         )
+        for cell in system.unmarked:
+            for table, row, column in system.places.get(cell, []):
+                if table == name:
+                    masked.loc[row, column] = MASKED_VALUE
+        out[name] = masked
     return out
 
 

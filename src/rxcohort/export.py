@@ -17,7 +17,7 @@ from rxcohort import io
 from rxcohort.disclosure import protect_tables
 from rxcohort.errors import TableNotFoundError
 from rxcohort.log import get_logger
-from rxcohort.persistence.survival import km_curves_by_interval
+from rxcohort.persistence.survival import km_curves_published
 from rxcohort.preflight import check_export_format, check_study_id
 from rxcohort.privacy import EXPORTABLE_TABLES, MASKED_VALUE, MASKING_RULES, masked_counts
 from rxcohort.snapshot import last_succeeded_run, succeeded_run
@@ -72,12 +72,16 @@ def export_study(
         log.info("exporting the tables of run %s", run_id)
     frames = {
         table: _sorted(
-            io.read_table(spark, study_dir / table, version=written.get(table)).toPandas(), table
+            _whole_counts(
+                io.read_table(spark, study_dir / table, version=written.get(table)).toPandas(),
+                table,
+            ),
+            table,
         )
         for table in present
     }
     if "km_curves" in frames:  # a month's counts leave the warehouse, not a day's
-        frames["km_curves"] = km_curves_by_interval(frames["km_curves"])
+        frames["km_curves"] = km_curves_published(frames["km_curves"])
     protected = protect_tables(frames)
     if format == "summarised_result":
         cdm_name = _registry(Path(warehouse), study_dir)
@@ -118,6 +122,16 @@ def _registry(warehouse: Path, study_dir: Path) -> str:
     rows = io.read_rows(deliveries, ["registry"], version=version)
     names = sorted({r["registry"] for r in rows if r["registry"]})
     return " / ".join(names) if names else UNKNOWN_REGISTRY
+
+
+def _whole_counts(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Person counts as whole numbers: Spark hands a count column that holds nulls to pandas
+    as floats (``11.0``)."""
+    out = frame
+    for column in MASKING_RULES[table].person_counts:
+        if column in out.columns and pd.api.types.is_float_dtype(out[column]):
+            out = out.assign(**{column: out[column].astype("Int64")})
+    return out
 
 
 def _sorted(frame: pd.DataFrame, table: str) -> pd.DataFrame:

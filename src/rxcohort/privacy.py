@@ -151,6 +151,24 @@ MASKING_RULES: dict[str, MaskingRule] = {
             "n_users": ("per_1000", "ci_low", "ci_high"),
         },
     ),
+    # Table 1 (rxcohort.transforms.characterisation): a group of 1-4 shows nothing; a share of
+    # 1-4 persons is theirs, and so is the DDD of a window 1-4 persons used the drug in.
+    "characteristics": MaskingRule(
+        person_counts=("n_persons", "n"),
+        keys=("exposure_group", "variable", "level", "window"),
+        dependants={
+            "n_persons": (EVERYTHING,),
+            "n": ("percent", "mean", "sd", "q1", "median", "q3"),
+        },
+    ),
+    # A difference between two groups rests on both: any hidden count hides it.
+    "characteristics_smd": MaskingRule(
+        person_counts=("n_persons_high", "n_persons_low", "n_high", "n_low"),
+        keys=("exposure_group_high", "exposure_group_low", "variable", "level", "window"),
+        dependants={
+            c: (EVERYTHING,) for c in ("n_persons_high", "n_persons_low", "n_high", "n_low")
+        },
+    ),
     # Prescribers are persons too: 1-4 prescribers of a specialty are as protected as patients.
     "prescriber_summary": MaskingRule(
         person_counts=("n", "n_total"),

@@ -76,6 +76,7 @@ LINKED_MARK = "-"  # omopgenerics' mark for an estimate suppressed because of an
 MIN_CELL_COUNT = SMALL_COUNT_MAX + 1
 
 INTEGER, NUMERIC, PROPORTION, CHARACTER = "integer", "numeric", "proportion", "character"
+PERCENTAGE = "percentage"
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,38 @@ LAYOUTS: dict[str, Layout] = {
             "n_population": Estimate("population", "denominator_count", INTEGER),
             "per_1000": Estimate("users", "per_1000", NUMERIC),
             **_ci("users", "per_1000"),
+        },
+    ),
+    # As CohortCharacteristics' summariseCharacteristics: one row per estimate of a variable.
+    "characteristics": Layout(
+        result_type="summarise_characteristics",
+        group=("exposure_group",),
+        variable_name_from="variable",
+        variable_level="level",
+        additional=("window",),
+        estimates={
+            "n_persons": Estimate(None, "denominator_count", INTEGER),
+            "n": Estimate(None, "count", INTEGER),
+            "percent": Estimate(None, "percentage", PERCENTAGE),
+            "mean": Estimate(None, "mean", NUMERIC),
+            "sd": Estimate(None, "sd", NUMERIC),
+            "q1": Estimate(None, "q25", NUMERIC),
+            "median": Estimate(None, "median", NUMERIC),
+            "q3": Estimate(None, "q75", NUMERIC),
+        },
+    ),
+    "characteristics_smd": Layout(
+        result_type="standardised_mean_difference",
+        group=("exposure_group_high", "exposure_group_low"),
+        variable_name_from="variable",
+        variable_level="level",
+        additional=("window",),
+        estimates={
+            "n_persons_high": Estimate(None, "denominator_count_high", INTEGER),
+            "n_persons_low": Estimate(None, "denominator_count_low", INTEGER),
+            "n_high": Estimate(None, "count_high", INTEGER),
+            "n_low": Estimate(None, "count_low", INTEGER),
+            "smd": Estimate(None, "smd", NUMERIC),
         },
     ),
     "prescriber_summary": Layout(

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from rxcohort.errors import ConfigError
+from rxcohort.privacy import SMALL_COUNT_MAX
 
 KM_CURVE_COLUMNS: tuple[str, ...] = (
     "stratum_variable",
@@ -152,6 +153,31 @@ def fit_km_curves(
 
 
 KM_PUBLISHED_EVERY_DAYS = 30.0  # the intervals of km_curves as it leaves the warehouse
+KM_PUBLISHED_MIN_AT_RISK = SMALL_COUNT_MAX + 1  # ... and the fewest at risk it shows
+
+
+def km_curves_published(
+    curves: pd.DataFrame,
+    *,
+    every_days: float = KM_PUBLISHED_EVERY_DAYS,
+    min_at_risk: int = KM_PUBLISHED_MIN_AT_RISK,
+) -> pd.DataFrame:
+    """``km_curves`` as it leaves the warehouse (export, report): the life table of
+    :func:`km_curves_by_interval`, each stratum ending before the first interval with fewer
+    than ``min_at_risk`` persons at risk (a curve is not shown where it rests on 1-4 persons;
+    a stratum that starts below it is left out).
+
+    Without the cut, a stratum's tail - risk sets of 1-4 persons tied by the intervals'
+    events and censorings, most of them published zeros - fixes those risk sets within less
+    than one person once the strata's sum is known; disclosure control could then only hide
+    the chain up to the cohort's size, and so nearly every count of the artifact.
+    """
+    grid = km_curves_by_interval(curves, every_days=every_days)
+    if grid.empty:
+        return grid
+    below = grid["at_risk"] < min_at_risk
+    cut = below.groupby([grid["stratum_variable"], grid["stratum"]], sort=False).cummax()
+    return grid[~cut].reset_index(drop=True)
 
 
 def km_curves_by_interval(

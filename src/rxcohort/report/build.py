@@ -8,6 +8,7 @@ before anything is collected; the result tables are small and collected as they 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,8 @@ RESULT_TABLES = (
     "cox_results",
     "use_over_time",
     "prescriber_summary",
+    "characteristics",
+    "characteristics_smd",
 )
 PERSON_TABLES = ("cohort", "consumption", "persistence", "dose")
 DOSE_COLUMN = "mean_daily_dose_mg"
@@ -149,9 +152,12 @@ def collect_report_data(
         notes["study"] = "no study file was given and no run recorded the definition"
 
     results = {name: tables[name].toPandas() for name in RESULT_TABLES if name in tables}
-    characteristics = window_ddd = None
+    characteristics = results.pop("characteristics", None)
+    characteristics_smd = results.pop("characteristics_smd", None)
+    window_ddd = None
     if "cohort" in tables:
-        characteristics = summaries.summarise_characteristics(tables["cohort"]).toPandas()
+        if characteristics is None:  # a run from before Table 1 was a study table
+            characteristics = _characteristics(study, tables)
         if "consumption" in tables:
             window_ddd = summaries.summarise_window_ddd(
                 tables["cohort"], tables["consumption"]
@@ -189,6 +195,7 @@ def collect_report_data(
         ddd_unit=_ddd_unit(study),
         attrition=results.get("attrition"),
         characteristics=characteristics,
+        characteristics_smd=characteristics_smd,
         window_ddd=window_ddd,
         group_results=results.get("group_results"),
         did_results=results.get("did_results"),
@@ -296,6 +303,30 @@ def _quality(
             .reset_index(drop=True)
         )
     return deliveries_pd, quality_pd, scope
+
+
+def _characteristics(study: Study | None, tables: Mapping[str, DataFrame]) -> pd.DataFrame:
+    """Table 1 without the markers, for a run that did not write ``characteristics``."""
+    from rxcohort.transforms.characterisation import characteristics_table
+
+    cohort = tables["cohort"].select("person_id", "exposure_group", "sex", "age_at_index")
+    cohort_pdf = cohort.toPandas()
+    consumption = tables.get("consumption")
+    window = study.characterisation.window if study is not None else "pre"
+    if study is not None:
+        groups = [g.label for g in study.exposure_groups]
+        drugs = list(study.drug_groups)
+    else:
+        groups = sorted(g for g in cohort_pdf["exposure_group"].dropna().unique())
+        drugs = []
+    consumption_pdf = None
+    if consumption is not None:
+        consumption_pdf = consumption.where(F.col("window") == window).toPandas()
+        if study is None:
+            drugs = sorted(consumption_pdf["drug_group"].unique())
+    return characteristics_table(
+        cohort_pdf, consumption_pdf, None, groups=groups, drug_groups=drugs, window=window
+    )
 
 
 def _labels(

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from rxcohort.disclosure import protect_tables
-from rxcohort.persistence.survival import km_curves_by_interval
+from rxcohort.persistence.survival import km_curves_published
 from rxcohort.privacy import (
     ALL_GROUPS,
     EVERYTHING,
@@ -42,7 +42,6 @@ from rxcohort.report.html import (
     number,
     p_value,
     paragraph,
-    percent,
     render_pairs,
     render_table,
 )
@@ -52,14 +51,10 @@ KM_STEP_DAYS = 30.0
 KM_RISK_EVERY_DAYS = 90  # the number-at-risk table's columns
 DOSE_UNIT = "Estimated daily dose of the index drug, mg/day"
 
-# Table 1 and the before/after bars are computed for the report; their rules follow
+# The before/after bars are computed for the report (Table 1 is a study table, with its rule
+# in rxcohort.privacy); their rules follow
 # group_results: a group of 1-4 persons shows nothing, and a mean over a window in which 1-4
 # persons used the drug is theirs, so it is hidden with its share of users.
-CHARACTERISTICS_RULE = MaskingRule(
-    person_counts=("n_persons", "n_female", "n_male"),
-    keys=("exposure_group",),
-    dependants={"n_persons": (EVERYTHING,), "n_female": ("pct_female",)},
-)
 WINDOW_DDD_RULE = MaskingRule(
     person_counts=("n_persons", "n_users"),
     keys=("exposure_group", "drug_group", "window"),
@@ -83,7 +78,6 @@ DELIVERIES_RULE = MaskingRule(
 # The rules of the tables computed for the report (the result tables have theirs in
 # rxcohort.privacy.MASKING_RULES).
 REPORT_RULES = {
-    "characteristics": CHARACTERISTICS_RULE,
     "window_ddd": WINDOW_DDD_RULE,
     "dose_bins": DOSE_RULE,
     "dose_bands": DOSE_RULE,
@@ -143,6 +137,7 @@ class ReportData:
     ddd_unit: str = "DDD per person per window"
     attrition: pd.DataFrame | None = None
     characteristics: pd.DataFrame | None = None
+    characteristics_smd: pd.DataFrame | None = None
     window_ddd: pd.DataFrame | None = None
     group_results: pd.DataFrame | None = None
     did_results: pd.DataFrame | None = None
@@ -197,17 +192,13 @@ def _masked(data: ReportData, frame: pd.DataFrame, table: str) -> pd.DataFrame:
 def protect_report(data: ReportData, *, only: str | None = None) -> dict[str, pd.DataFrame]:
     """Every table the report takes counts from, protected together
     (:func:`rxcohort.disclosure.protect_tables`), with the shares it shows beside them
-    (``pct_female``, ``pct_users``) so that they go with their counts. ``only``: that table
+    (``pct_users``) so that they go with their counts. ``only``: that table
     alone (a section rendered without the rest)."""
     tables: dict[str, pd.DataFrame] = {}
     for name in (*MASKING_RULES, *REPORT_RULES):
         frame = getattr(data, name, None)
         if _has(frame) and (only is None or name == only):
             tables[name] = frame
-    if "characteristics" in tables:
-        chars = tables["characteristics"].drop(columns=["n_male"], errors="ignore")
-        chars["pct_female"] = chars["n_female"] / chars["n_persons"].where(chars["n_persons"] > 0)
-        tables["characteristics"] = chars
     if "window_ddd" in tables:
         ddd = tables["window_ddd"].copy()
         ddd["pct_users"] = ddd["n_users"] / ddd["n_persons"].where(ddd["n_persons"] > 0)
@@ -215,7 +206,7 @@ def protect_report(data: ReportData, *, only: str | None = None) -> dict[str, pd
     if "dose_bins" in tables:
         tables["dose_bins"] = tables["dose_bins"].drop(columns=["hidden"], errors="ignore")
     if "km_curves" in tables:
-        tables["km_curves"] = km_curves_by_interval(tables["km_curves"])
+        tables["km_curves"] = km_curves_published(tables["km_curves"])
     return protect_tables(tables, rules=REPORT_RULES, windows=data.windows)
 
 
@@ -314,11 +305,18 @@ def _group_sizes(data: ReportData) -> list[tuple[str, Any]]:
     if not _has(data.characteristics):
         return []
     chars = _masked(data, data.characteristics, "characteristics")
-    sizes = chars.set_index("exposure_group")["n_persons"].to_dict()
+    first = chars.drop_duplicates("exposure_group")
+    sizes = first.set_index("exposure_group")["n_persons"].to_dict()
     return [(g, sizes.get(g, 0)) for g in data.groups]
 
 
 # -- 3. Table 1 -------------------------------------------------------------------------------------
+
+_TABLE1_LABELS = {
+    "condition": "{level}: reimbursed in the {window} window, n (%)",
+    "code_chapter": "Reimbursement code {level}..: in the {window} window, n (%)",
+    "comedication": "ATC {level}: dispensed in the {window} window, n (%)",
+}
 
 
 def section_table1(data: ReportData) -> Section:
@@ -327,68 +325,87 @@ def section_table1(data: ReportData) -> Section:
         return _missing("table1", title, "the study has no cohort table")
     chars = _masked(data, data.characteristics, "characteristics")
     columns = [g for g in data.groups if g in set(chars["exposure_group"])] + [ALL_GROUPS]
-    by_group = {r["exposure_group"]: r for r in chars.to_dict("records")}
+    rows = {(r["exposure_group"], r["variable"], r["level"]): r for r in chars.to_dict("records")}
+    smd = _table1_smd(data)
+    contrasts = list(dict.fromkeys((h, low) for h, low, _, _ in smd))
 
-    def cells(render: Callable[[dict[str, Any]], str], source: Mapping[str, Any]) -> str:
-        return "".join(
-            f'<td class="num">{render(source[g]) if g in source else "–"}</td>' for g in columns
+    def line(name: str, variable: str, level: str, render: Callable[[dict], str]) -> str:
+        cells = "".join(
+            f'<td class="num">{render(r) if (r := rows.get((g, variable, level))) else "–"}</td>'
+            for g in columns
         )
+        cells += "".join(
+            f'<td class="num">{_smd_text(smd.get((h, low, variable, level)))}</td>'
+            for h, low in contrasts
+        )
+        return f"<tr><th>{escape(name)}</th>{cells}</tr>"
 
-    lines = [
-        ("Persons, n", cells(lambda r: count_text(r["n_persons"]), by_group)),
-        (
-            "Female, n (%)",
-            cells(lambda r: f"{count_text(r['n_female'])} ({percent(r['pct_female'])})", by_group),
-        ),
-        (
-            "Age at index, years, mean (SD)",
-            cells(lambda r: f"{number(r['age_mean'])} ({number(r['age_sd'])})", by_group),
-        ),
-        (
-            "Age at index, years, median (IQR)",
-            cells(
-                lambda r: f"{compact(r['age_median'])} ({compact(r['age_q1'])}–"
-                f"{compact(r['age_q3'])})",
-                by_group,
-            ),
-        ),
+    def share(r: dict) -> str:
+        return f"{count_text(r['n'])} ({_percent_text(r['percent'])})"
+
+    def mean_sd(r: dict) -> str:
+        return f"{number(r['mean'])} ({number(r['sd'])})"
+
+    def median_iqr(r: dict) -> str:
+        return f"{compact(r['median'])} ({compact(r['q1'])}–{compact(r['q3'])})"
+
+    body = [
+        line("Persons, n", "sex", "female", lambda r: count_text(r["n_persons"])),
+        line("Female, n (%)", "sex", "female", share),
+        line("Age at index, years, mean (SD)", "age", "", mean_sd),
+        line("Age at index, years, median (IQR)", "age", "", median_iqr),
     ]
-    pre = data.windows[0]
-    if _has(data.window_ddd):
-        ddd = _masked(data, data.window_ddd[data.window_ddd["window"] == pre], "window_ddd")
-        for drug in data.drug_groups:
-            part = {
-                r["exposure_group"]: r for r in ddd[ddd["drug_group"] == drug].to_dict("records")
-            }
-            lines += [
-                (
-                    f"{drug}: users in the {pre} window, n (%)",
-                    cells(
-                        lambda r: f"{count_text(r['n_users'])} ({percent(r['pct_users'])})", part
-                    ),
-                ),
-                (
-                    f"{drug}: DDD in the {pre} window, mean (SD)",
-                    cells(lambda r: f"{number(r['mean_ddd'])} ({number(r['sd_ddd'])})", part),
-                ),
-                (
-                    f"{drug}: DDD in the {pre} window, median",
-                    cells(lambda r: number(r["median_ddd"]), part),
-                ),
-            ]
+    seen = chars.drop_duplicates(["variable", "level"])
+    window = next((w for w in seen["window"] if isinstance(w, str)), data.windows[0])
+    for drug in data.drug_groups:
+        if (ALL_GROUPS, "drug_use", drug) not in rows:
+            continue
+        body += [
+            line(f"{drug}: users in the {window} window, n (%)", "drug_use", drug, share),
+            line(f"{drug}: DDD in the {window} window, mean (SD)", "drug_ddd", drug, mean_sd),
+            line(f"{drug}: DDD in the {window} window, median (IQR)", "drug_ddd", drug,
+                 median_iqr),
+        ]  # fmt: skip
+    for variable, text in _TABLE1_LABELS.items():
+        for level in seen.loc[seen["variable"] == variable, "level"]:
+            body.append(line(text.format(level=level, window=window), variable, level, share))
     head = "".join(f"<th>{escape(c)}</th>" for c in ["", *columns])
-    body = "".join(f"<tr><th>{escape(name)}</th>{row}</tr>" for name, row in lines)
-    parts = [f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"]
+    head += "".join(f"<th>SMD {escape(h)} vs {escape(low)}</th>" for h, low in contrasts)
+    parts = [f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"]
     parts.append(
         note(
-            f"DDD: defined daily doses per person in the {pre} window, non-users counted as 0. "
-            "Age is the index year minus the birth year. 'masked': not shown because it "
+            f"DDD: defined daily doses per person in the {window} window, non-users counted as "
+            "0. Age is the index year minus the birth year. Conditions: a dispensing with a "
+            "reimbursement code starting with the condition's codes; a code letter stands for "
+            "its ICPC-2 chapter and the ICD-10 codes that begin with it (the registry does not "
+            "say which system a code is in). Co-medication: the ATC level-3 groups with the "
+            "most users in the cohort. SMD: standardised mean difference (a share's variance "
+            "p(1-p)); |SMD| above 0.1 is a notable imbalance. 'masked': not shown because it "
             "describes 1-4 persons."
         )
     )
-    if not _has(data.window_ddd):
-        parts.append(not_available("baseline drug use (the study has no consumption table)"))
     return Section("table1", title, "".join(parts))
+
+
+def _table1_smd(data: ReportData) -> dict[tuple[str, str, str, str], Any]:
+    if not _has(data.characteristics_smd):
+        return {}
+    smd = _masked(data, data.characteristics_smd, "characteristics_smd")
+    return {
+        (r["exposure_group_high"], r["exposure_group_low"], r["variable"], r["level"]): r["smd"]
+        for r in smd.to_dict("records")
+    }
+
+
+def _smd_text(value: Any) -> str:
+    return number(value, 2)
+
+
+def _percent_text(value: Any) -> str:
+    """A percentage (0-100) with one decimal."""
+    if is_missing(value) or is_marker(value):
+        return number(value)
+    return f"{float(value):.1f}%"
 
 
 # -- 4. before / after ----------------------------------------------------------------------------
@@ -705,7 +722,10 @@ def _km_risk_table(data: ReportData, variables: Sequence[str]) -> str:
         table.drop(columns=["_v", "_s"]).reset_index(drop=True),
         columns,
         caption="Number at risk: persons still on treatment and followed at the day",
-    ) + note("–: after the curve's last time.")
+    ) + note(
+        "–: after the curve's last time, or where fewer than 5 persons are at risk (the curve "
+        "is not shown there)."
+    )
 
 
 # -- 9. Cox ---------------------------------------------------------------------------------------

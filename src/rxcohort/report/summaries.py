@@ -31,39 +31,6 @@ def _label(column: str) -> Column:
     return F.when(F.col("_total") == 1, F.lit(ALL_GROUPS)).otherwise(F.col(column)).alias(column)
 
 
-def summarise_characteristics(cohort: DataFrame) -> DataFrame:
-    """Per exposure group and for all groups together (``exposure_group = 'all'``):
-
-    n_persons, n_female, n_male (sex 2/1 or female/male), age_mean, age_sd (sample), age_q1,
-    age_median, age_q3 (exact percentiles, linear interpolation) of age_at_index.
-    """
-    age = F.col("age_at_index").cast("double")
-    quartiles = F.percentile(age, F.array(F.lit(0.25), F.lit(0.5), F.lit(0.75)))
-    return (
-        cohort.rollup("exposure_group")
-        .agg(
-            F.count(F.lit(1)).alias("n_persons"),
-            F.count(F.when(_sex_is(cohort, _FEMALE), 1)).alias("n_female"),
-            F.count(F.when(_sex_is(cohort, _MALE), 1)).alias("n_male"),
-            F.avg(age).alias("age_mean"),
-            F.stddev_samp(age).alias("age_sd"),
-            quartiles.alias("age_quartiles"),
-            F.grouping("exposure_group").alias("_total"),
-        )
-        .select(
-            _label("exposure_group"),
-            "n_persons",
-            "n_female",
-            "n_male",
-            "age_mean",
-            "age_sd",
-            F.col("age_quartiles")[0].alias("age_q1"),
-            F.col("age_quartiles")[1].alias("age_median"),
-            F.col("age_quartiles")[2].alias("age_q3"),
-        )
-    )
-
-
 def summarise_window_ddd(cohort: DataFrame, consumption: DataFrame) -> DataFrame:
     """Per exposure group (and ``all``) × drug group × window: n_persons, n_users (is_user),
     mean_ddd, sd_ddd (sample) and median_ddd of the persons' DDD in the window.

@@ -213,3 +213,69 @@ def run_prescriber_summary(
         commit_info=commit_info,
     )
     return {"prescriber_summary": version}
+
+
+def run_characteristics(
+    *,
+    study: Study,
+    cohort: DataFrame,
+    consumption: DataFrame,
+    dispensings: DataFrame,
+    study_dir: Path,
+    commit_info: Mapping[str, str],
+) -> dict[str, int]:
+    """Write Table 1, ``characteristics``, and the groups' standardised mean differences,
+    ``characteristics_smd`` (:mod:`rxcohort.transforms.characterisation`); ``dispensings``
+    are all silver dispensings (co-medication reads every ATC code)."""
+    from rxcohort.stats import default_contrasts, to_spark
+    from rxcohort.stats.frames import finish
+    from rxcohort.transforms import characterisation as chars
+
+    section = study.characterisation
+    window = study.window_days(section.window)
+    conditions = study.characterisation_conditions()
+    period = study.index_period
+    markers = chars.person_markers(
+        cohort,
+        dispensings.where(
+            F.col("dispense_date").between(
+                F.lit(period.start + timedelta(days=window[0])),
+                F.lit(period.end + timedelta(days=window[1])),
+            )
+        ),
+        window=window,
+        conditions=conditions,
+        code_chapters=section.code_chapters,
+    ).toPandas()
+    groups = [g.label for g in study.exposure_groups]
+    table = chars.characteristics_table(
+        cohort.select("person_id", "exposure_group", "sex", "age_at_index").toPandas(),
+        consumption.where(F.col("window") == section.window)
+        .select("person_id", "drug_group", "window", "ddd", "is_user")
+        .toPandas(),
+        markers,
+        groups=groups,
+        drug_groups=list(study.drug_groups),
+        window=section.window,
+        conditions=list(conditions),
+        comedication_top=section.comedication_top,
+    )
+    contrasts = (
+        [tuple(c) for c in study.statistics.contrasts]
+        if study.statistics.contrasts
+        else default_contrasts(groups)
+    )
+    frames = {
+        "characteristics": finish(table, "characteristics"),
+        "characteristics_smd": finish(chars.smd_table(table, contrasts), "characteristics_smd"),
+    }
+    spark = dispensings.sparkSession
+    return {
+        name: io.write_table(
+            to_spark(spark, frame, table=name).coalesce(1),
+            study_dir / name,
+            mode="overwrite",
+            commit_info=commit_info,
+        )
+        for name, frame in frames.items()
+    }

@@ -313,6 +313,24 @@ class UseOverTime(_Model):
         return (*labels, f"{bounds[-1]}+")
 
 
+class Characterisation(_Model):
+    """Table 1 (the ``characteristics`` and ``characteristics_smd`` tables): what the persons
+    had in ``window`` (a name from ``windows``, whose DDD the consumption table holds too;
+    default ``pre``).
+
+    ``conditions`` name reimbursement codes (prefixes) to mark, beside the study's own
+    reimbursement criteria; ``code_chapters`` adds a marker per code letter;
+    ``comedication_top`` is how many ATC level-3 groups (most users first) to show.
+    """
+
+    window: Name = "pre"
+    conditions: dict[Name, Annotated[tuple[ReimbursementCode, ...], Field(min_length=1)]] = Field(
+        default_factory=dict
+    )
+    code_chapters: bool = True
+    comedication_top: int = Field(default=10, ge=0, le=100)
+
+
 class Study(_Model):
     """One study file. ``study_id`` is the file name without ``.yaml``."""
 
@@ -334,6 +352,7 @@ class Study(_Model):
     statistics: Statistics = Field(default_factory=Statistics)
     persistence: Persistence = Field(default_factory=Persistence)
     use_over_time: UseOverTime | None = None
+    characterisation: Characterisation = Field(default_factory=Characterisation)
 
     @field_validator("schema_version")
     @classmethod
@@ -348,6 +367,7 @@ class Study(_Model):
         self._check_rules()
         self._check_exposure_groups()
         self._check_use_over_time()
+        self._check_window_ref(self.characterisation.window, "characterisation.window")
         return self._check_statistics()
 
     # -- cross-field checks; each message starts with the field path ---------------------------
@@ -453,6 +473,12 @@ class Study(_Model):
 
     def window_days(self, ref: str | Window) -> tuple[int, int]:
         return self.windows[ref].days if isinstance(ref, str) else ref.days
+
+    def characterisation_conditions(self) -> dict[str, tuple[str, ...]]:
+        """The conditions Table 1 marks: the reimbursement criteria's, then the named ones."""
+        out = {r.name: r.codes for _, r in self.rules if isinstance(r, ReimbursementRule)}
+        out.update(self.characterisation.conditions)
+        return out
 
     def rule_atc(self, rule: DrugRule | ReimbursementRule) -> tuple[str, ...] | None:
         if rule.drug_group is not None:

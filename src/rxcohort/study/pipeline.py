@@ -261,8 +261,8 @@ def _run_study(
 def run_analyses(
     spark: SparkSession, inputs: AnalysisInputs, *, progress: Progress
 ) -> AnalysisOutcome:
-    """The analyses that read the built tables: outcome statistics, persistence, then the
-    utilisation tables (use over calendar time when the study asks for it; who prescribes the
+    """The analyses that read the built tables: outcome statistics, persistence, Table 1
+    (``characteristics``), then the utilisation tables (use over calendar time when the study asks for it; who prescribes the
     index drug when the warehouse has prescribers).
 
     Each writes its own tables under ``inputs.study_dir`` through :mod:`rxcohort.io`; their
@@ -277,8 +277,31 @@ def run_analyses(
         rows.append(("analyses", "skipped: the cohort is empty"))
         return AnalysisOutcome(summary_rows=rows, table_versions=versions)
     _run_outcome_analyses(spark, inputs, commit_info, versions, rows, progress)
+    _run_characterisation(inputs, commit_info, versions, rows, progress)
     _run_utilisation(inputs, commit_info, versions, rows, progress)
     return AnalysisOutcome(summary_rows=rows, table_versions=versions)
+
+
+def _run_characterisation(
+    inputs: AnalysisInputs,
+    commit_info: dict[str, str],
+    versions: dict[str, int],
+    rows: list[tuple[str, str]],
+    progress: Progress,
+) -> None:
+    from rxcohort.study.analyses import run_characteristics
+
+    progress("characterising the cohort (Table 1)")
+    written = run_characteristics(
+        study=inputs.study,
+        cohort=inputs.cohort,
+        consumption=inputs.consumption,
+        dispensings=inputs.silver_dispensings,
+        study_dir=inputs.study_dir,
+        commit_info=commit_info,
+    )
+    versions.update(written)
+    rows.append(("characterisation", ", ".join(sorted(written))))
 
 
 def _run_utilisation(
