@@ -524,6 +524,8 @@ def suppress(system: _System) -> set[CellId]:
     hidden = {c for c, v in system.values.items() if _sensitive(v)} | set(system.virtual)
     protect = {c for c in hidden if c not in system.virtual or _sensitive(system.values[c])}
     rounds: dict[CellId, int] = {}  # how often each cell was found solvable
+    times_pinned: dict[CellId, int] = {}  # how often each cell was found pinned by bounds
+    cleared: set[CellId] = set()  # pinned only by the programme's narrower reading
     while True:
         _close_single_hidden(system, hidden, protect)
         before = len(hidden)
@@ -543,10 +545,15 @@ def suppress(system: _System) -> set[CellId]:
                 protect.add(choice)
         if len(hidden) > before:
             continue
-        pinned = _pinned_by_bounds(system, hidden)
+        pinned = [c for c in _pinned_by_bounds(system, hidden) if c not in cleared]
         unmarked = len(system.unmarked)
         for cell in pinned:
-            if cell not in system.unmarked and all(
+            times_pinned[cell] = times_pinned.get(cell, 0) + 1
+            if times_pinned[cell] > PINNED_ROUNDS and not _pinned_exactly(system, hidden, cell):
+                # The programme reads a hidden 0 as exactly 0, so hiding zeros beside a cell
+                # never frees it there; a reader's own check (0 or at least 5) finds it open.
+                cleared.add(cell)
+            elif cell not in system.unmarked and all(
                 c in hidden for relation in system.relations_of(cell) for c in relation
             ):
                 # Every count beside it is hidden already: the "<5" markers alone pin it
@@ -560,6 +567,67 @@ def suppress(system: _System) -> set[CellId]:
                     protect.update(c for c in relation if c not in system.virtual)
         if len(hidden) == before and len(system.unmarked) == unmarked:
             return hidden - system.virtual
+
+
+# After this many rounds a cell the bounds still pin is checked exactly (_pinned_exactly).
+PINNED_ROUNDS = 2
+
+
+def _pinned_exactly(system: _System, hidden: set[CellId], cell: CellId) -> bool:
+    """Whether a reader pins ``cell`` within less than 1, reading each hidden count as the
+    marker says: ``<5`` 1-4, ``masked`` 0 or at least 5 (an integer programme with a binary
+    per masked count: ``5 z <= x <= M z``), unpublished counts any, ``masked`` counts of 1-4
+    (:attr:`_System.unmarked`) any. Exact where :func:`_pinned_in` is conservative; one
+    minimum and one maximum, over the cell's group of hidden counts."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import coo_matrix, csr_matrix, hstack, vstack
+
+    group = next((g for g in _components(system, hidden) if cell in g[0]), None)
+    if group is None or not group[1]:
+        return False
+    columns = sorted(group[0], key=repr)
+    relations = group[1]
+    index = {c: i for i, c in enumerate(columns)}
+    n = len(columns)
+    entries = [
+        (i, index[c], k) for i, r in enumerate(relations) for c, k in r.items() if c in index
+    ]
+    rows, cols, data = zip(*entries, strict=True)
+    matrix = csr_matrix((data, (rows, cols)), shape=(len(relations), n), dtype=float)
+    constants = np.array(
+        [-sum(k * system.values[c] for c, k in r.items() if c not in hidden) for r in relations]
+    )
+    free = [c in system.virtual or c in system.unmarked for c in columns]
+    small = [not f and _sensitive(system.values[c]) for c, f in zip(columns, free, strict=True)]
+    either = [i for i in range(n) if not free[i] and not small[i]]
+    k = len(either)
+    # M: above any count of the group (twice the largest true value, at least 5).
+    ceiling = 2 * max(system.values[c] for r in relations for c in r) + SMALL_COUNT_MAX + 1
+    lower = np.array([1.0 if small[i] else 0.0 for i in range(n)] + [0.0] * k)
+    upper = np.array([4.0 if small[i] else ceiling for i in range(n)] + [1.0] * k)
+    constraints = [
+        LinearConstraint(hstack([matrix, csr_matrix((len(relations), k))]), constants, constants)
+    ]
+    if k:
+        r = np.arange(k)
+        x_part = coo_matrix((np.ones(k), (r, either)), shape=(k, n + k))
+        at_least = coo_matrix(
+            (np.full(k, -float(SMALL_COUNT_MAX + 1)), (r, n + r)), shape=(k, n + k)
+        )
+        at_most = coo_matrix((np.full(k, -ceiling), (r, n + r)), shape=(k, n + k))
+        constraints.append(LinearConstraint(vstack([x_part + at_least]), 0.0, np.inf))
+        constraints.append(LinearConstraint(vstack([x_part + at_most]), -np.inf, 0.0))
+    integrality = np.ones(n + k)  # counts are whole numbers too
+    found = []
+    for sign in (1.0, -1.0):
+        objective = np.zeros(n + k)
+        objective[index[cell]] = sign
+        result = milp(objective, integrality=integrality, bounds=Bounds(lower, upper),
+                      constraints=constraints)  # fmt: skip
+        if result.status != 0 or result.x is None:
+            return True  # nothing shown open: keep treating it as pinned
+        found.append(result.x[index[cell]])
+    return bool(found[1] - found[0] < 1 - 1e-6)
 
 
 def _close_single_hidden(system: _System, hidden: set[CellId], protect: set[CellId]) -> None:
