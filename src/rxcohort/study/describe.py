@@ -119,6 +119,7 @@ def _analyses(study: Study) -> list[str]:
         )
     else:
         text.append("Persistence is not analysed.")
+    text.append(_characterisation(study))
     span = study.use_over_time_period()
     if study.use_over_time is not None and span is not None:
         bands = ", ".join(study.use_over_time.band_labels())
@@ -129,6 +130,25 @@ def _analyses(study: Study) -> list[str]:
             f"{study.use_over_time.look_back_days} days without the drug."
         )
     return text
+
+
+def _characterisation(study: Study) -> str:
+    section = study.characterisation
+    start, end = study.window_days(section.window)
+    parts = ["sex", "age", "use of each drug group"]
+    conditions = study.characterisation_conditions()
+    if conditions:
+        named = "; ".join(f"{name.replace('_', ' ')} ({_codes(codes)})"
+                          for name, codes in conditions.items())  # fmt: skip
+        parts.append(f"reimbursement codes for {named}")
+    if section.code_chapters:
+        parts.append("each reimbursement code letter")
+    if section.comedication_top:
+        parts.append(f"the {section.comedication_top} ATC level-3 groups with the most users")
+    return (
+        f"Table 1: {', '.join(parts[:-1])} and {parts[-1]}, {_days(start, end)} (window "
+        f"{section.window}), by exposure group, with standardised mean differences."
+    )
 
 
 def _rule_sentence(
