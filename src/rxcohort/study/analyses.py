@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
@@ -53,7 +54,7 @@ def run_statistics(
     commit_info: Mapping[str, str],
 ) -> dict[str, int]:
     """Compute and write the outcome tables; return their Delta versions."""
-    from rxcohort.stats import compute_outcome_tables, to_spark
+    from rxcohort.stats import compute_outcome_tables
     from rxcohort.transforms.trajectories import summarise_monthly_ddd
 
     cohort_pdf = cohort.select("person_id", "exposure_group").toPandas()
@@ -75,15 +76,29 @@ def run_statistics(
         responder_threshold=responder_threshold,
         its_lag_months=its_lag_months,
     )
-    versions = {}
-    for name, frame in tables.items():
-        versions[name] = io.write_table(
+    return write_result_frames(spark, tables, study_dir=study_dir, commit_info=commit_info)
+
+
+def write_result_frames(
+    spark: SparkSession,
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    study_dir: Path,
+    commit_info: Mapping[str, str],
+) -> dict[str, int]:
+    """Write each small result frame (its table's layout, :mod:`rxcohort.stats.frames`) as
+    one-file Delta table ``study_dir/<name>``, one commit each; return their versions."""
+    from rxcohort.stats import to_spark
+
+    return {
+        name: io.write_table(
             to_spark(spark, frame, table=name).coalesce(1),
             study_dir / name,
             mode="overwrite",
             commit_info=commit_info,
         )
-    return versions
+        for name, frame in frames.items()
+    }
 
 
 def baseline_use(consumption: DataFrame, *, drug_group: str, window: str) -> DataFrame:
@@ -150,7 +165,6 @@ def run_use_over_time(
     each drug group; ``dispensings`` are all silver dispensings, ``data_start`` the data's
     first day (for the new users' look-back)."""
     from rxcohort.cohort.drugs import DrugDefinition
-    from rxcohort.stats import to_spark
     from rxcohort.stats.frames import finish
     from rxcohort.study.build import index_drug_definition
     from rxcohort.transforms import utilisation
@@ -176,14 +190,12 @@ def run_use_over_time(
         labels=section.band_labels(),
         new_users_from=data_start + timedelta(days=section.look_back_days),
     )
-    table = finish(frame, "use_over_time")
-    version = io.write_table(
-        to_spark(dispensings.sparkSession, table, table="use_over_time").coalesce(1),
-        study_dir / "use_over_time",
-        mode="overwrite",
+    return write_result_frames(
+        dispensings.sparkSession,
+        {"use_over_time": finish(frame, "use_over_time")},
+        study_dir=study_dir,
         commit_info=commit_info,
     )
-    return {"use_over_time": version}
 
 
 def run_prescriber_summary(
@@ -195,7 +207,6 @@ def run_prescriber_summary(
     commit_info: Mapping[str, str],
 ) -> dict[str, int]:
     """Write ``prescriber_summary``: who prescribed the index drug in the index period."""
-    from rxcohort.stats import to_spark
     from rxcohort.stats.frames import finish
     from rxcohort.study.build import index_drug_definition
     from rxcohort.transforms.utilisation import prescriber_summary_table
@@ -205,14 +216,16 @@ def run_prescriber_summary(
         index_drug_definition(study).filter()
         & F.col("dispense_date").between(F.lit(period.start), F.lit(period.end))
     )
-    table = finish(prescriber_summary_table(index, prescribers), "prescriber_summary")
-    version = io.write_table(
-        to_spark(dispensings.sparkSession, table, table="prescriber_summary").coalesce(1),
-        study_dir / "prescriber_summary",
-        mode="overwrite",
+    return write_result_frames(
+        dispensings.sparkSession,
+        {
+            "prescriber_summary": finish(
+                prescriber_summary_table(index, prescribers), "prescriber_summary"
+            )
+        },
+        study_dir=study_dir,
         commit_info=commit_info,
     )
-    return {"prescriber_summary": version}
 
 
 def run_characteristics(
@@ -227,7 +240,7 @@ def run_characteristics(
     """Write Table 1, ``characteristics``, and the groups' standardised mean differences,
     ``characteristics_smd`` (:mod:`rxcohort.transforms.characterisation`); ``dispensings``
     are all silver dispensings (co-medication reads every ATC code)."""
-    from rxcohort.stats import default_contrasts, to_spark
+    from rxcohort.stats import default_contrasts
     from rxcohort.stats.frames import finish
     from rxcohort.transforms import characterisation as chars
 
@@ -269,13 +282,6 @@ def run_characteristics(
         "characteristics": finish(table, "characteristics"),
         "characteristics_smd": finish(chars.smd_table(table, contrasts), "characteristics_smd"),
     }
-    spark = dispensings.sparkSession
-    return {
-        name: io.write_table(
-            to_spark(spark, frame, table=name).coalesce(1),
-            study_dir / name,
-            mode="overwrite",
-            commit_info=commit_info,
-        )
-        for name, frame in frames.items()
-    }
+    return write_result_frames(
+        dispensings.sparkSession, frames, study_dir=study_dir, commit_info=commit_info
+    )
