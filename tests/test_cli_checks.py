@@ -106,3 +106,28 @@ def test_sql_leaves_nothing_in_the_working_directory(tmp_path, engine):
     assert proc.returncode == 0, proc.stderr
     assert "3" in proc.stdout
     assert list(cwd.iterdir()) == []  # no spark-warehouse/, no metastore, no logs
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("generate", "{tmp}/d", "--start", "2013-13-01"),
+        ("generate", "{tmp}/d", "--persons", "5"),
+        ("sql", "SELECT 1", "-w", "{wh}", "--out", "{tmp}/x.xlsx"),
+    ],
+)
+def test_a_parameter_error_exits_2_like_a_usage_error(tmp_path, args):
+    wh = _warehouse_with_a_study(tmp_path)
+    proc = rxcohort(*[a.format(tmp=tmp_path, wh=wh) for a in args], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "internal error" not in proc.stderr
+
+
+def test_a_parameter_error_is_the_projects_error_and_a_value_error():
+    from rxcohort.errors import ParameterError, RxCohortError
+    from rxcohort.transforms.codes import starts_with_any
+
+    with pytest.raises(ParameterError, match="at least one prefix") as caught:
+        starts_with_any("atc_code", [])
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, RxCohortError)
+    assert caught.value.exit_code == 2

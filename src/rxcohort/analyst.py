@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rxcohort import io
-from rxcohort.errors import RxCohortError, TableNotFoundError
+from rxcohort.errors import ParameterError, RxCohortError, TableNotFoundError
 from rxcohort.snapshot import pinned, warehouse_snapshot
 
 _LAYERS = ("bronze", "silver", "quarantine", "quality")
@@ -118,7 +118,7 @@ def run_sql(
         elif suffix == ".parquet":
             frame.toPandas().to_parquet(out, index=False)
         else:
-            raise RxCohortError(f"--out must end in .csv or .parquet, not {out.name}")
+            raise ParameterError(f"--out must end in .csv or .parquet, not {out.name}")
         console.print(f"wrote {out}")
         return
     rows = frame.limit(limit + 1).collect()

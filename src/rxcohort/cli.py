@@ -6,7 +6,6 @@ traceback.
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -16,7 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rxcohort.errors import RxCohortError
+from rxcohort.config import terminal_columns_given
+from rxcohort.errors import ParameterError, RxCohortError
 
 app = typer.Typer(
     name="rxcohort",
@@ -31,7 +31,7 @@ def _console(*, stderr: bool = False) -> Console:
     # Not on a terminal (a pipe, a log file, a scheduler) Rich would cut tables at 80 columns;
     # there is no screen to fit, so give lines room ($COLUMNS still wins).
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() or "COLUMNS" in os.environ else 200
+    width = None if stream.isatty() or terminal_columns_given() else 200
     return Console(stderr=stderr, width=width)
 
 
@@ -424,7 +424,7 @@ def sql(
 
     check_warehouse(_warehouse(warehouse))
     if out is not None and out.suffix.lower() not in (".csv", ".parquet"):
-        raise RxCohortError(f"--out must end in .csv or .parquet, not {out.name}")
+        raise ParameterError(f"--out must end in .csv or .parquet, not {out.name}")
     _check_engine(engine, remote)
     from rxcohort.analyst import run_sql
 
@@ -503,7 +503,7 @@ def _parse_date(value: str, option: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError as exc:
-        raise RxCohortError(f"{option} must be a date as YYYY-MM-DD, not {value!r}") from exc
+        raise ParameterError(f"{option} must be a date as YYYY-MM-DD, not {value!r}") from exc
 
 
 def main() -> None:

@@ -1,12 +1,15 @@
 """Typed, layered configuration: ``conf/base`` overlaid by ``conf/<env>``, then the environment.
 
-This is the one module that reads environment variables. Everything else receives plain values.
+This is the one module that reads (or sets) environment variables. Everything else receives
+plain values or calls one of the small functions at the end of this module.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +22,7 @@ WAREHOUSE_VAR = "RXCOHORT_WAREHOUSE"
 ENGINE_VAR = "RXCOHORT_ENGINE"
 REMOTE_VAR = "SPARK_REMOTE"
 JARS_VAR = "RXCOHORT_JARS_DIR"
+LOG_LEVEL_VAR = "RXCOHORT_LOG_LEVEL"
 DEFAULT_ENV = "local"
 ENGINES = ("sail", "spark", "remote")
 
@@ -119,7 +123,9 @@ def _load_layer(directory: Path | None, env: str, name: str) -> dict[str, Any]:
         if path.is_file():
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             if not isinstance(data, dict):
-                raise ValueError(f"{path}: expected a mapping at the top level")
+                from rxcohort.errors import ConfigError
+
+                raise ConfigError(f"{path}: expected a mapping at the top level")
             merged = deep_merge(merged, data)
     return merged
 
@@ -176,3 +182,43 @@ def submitted_by_spark_submit() -> bool:
     """True in a Python driver that ``spark-submit`` started: its JVM is already running and
     hands the driver the gateway's port."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def log_level() -> str:
+    """``$RXCOHORT_LOG_LEVEL`` (default INFO): the level of rxcohort's own log lines."""
+    return os.environ.get(LOG_LEVEL_VAR, "INFO").upper()
+
+
+def java_home() -> str | None:
+    """``$JAVA_HOME``, when set: the Java runtime classic Spark would use."""
+    return os.environ.get("JAVA_HOME") or None
+
+
+def terminal_columns_given() -> bool:
+    """True when ``$COLUMNS`` fixes the width of console output."""
+    return "COLUMNS" in os.environ
+
+
+def set_sail_environment(sail_conf: dict[str, str], checkpoint_uri: str) -> None:
+    """Hand the embedded engine its settings: Sail reads its configuration from SAIL_<KEY>
+    (dots as double underscores) when its server starts; a value already set wins. Its own
+    per-session INFO lines are turned off (RUST_LOG) unless the user asked for them."""
+    os.environ.setdefault("RUST_LOG", "error")
+    os.environ["SAIL_EXECUTION__CHECKPOINT__PATH"] = checkpoint_uri
+    for key, value in sail_conf.items():
+        os.environ.setdefault("SAIL_" + key.upper().replace(".", "__"), value)
+
+
+@contextmanager
+def without_spark_connect_environment() -> Iterator[None]:
+    """PySpark's builder turns into a Spark Connect client while SPARK_REMOTE is set, and its
+    functions build Connect columns while SPARK_CONNECT_MODE_ENABLED is (a parent process that
+    used Connect leaves it behind): neither belongs to a classic session. Both are cleared for
+    the block; SPARK_REMOTE comes back after it."""
+    os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+    remote = os.environ.pop(REMOTE_VAR, None)
+    try:
+        yield
+    finally:
+        if remote is not None:
+            os.environ[REMOTE_VAR] = remote

@@ -13,6 +13,14 @@ class RxCohortError(Exception):
     exit_code = 1
 
 
+class ParameterError(RxCohortError, ValueError):
+    """A value given to a command or a function is outside what it accepts (a negative number
+    of days, an empty list of prefixes, a date in the wrong form). Also a ``ValueError``, so
+    callers that expect Python's own type for a bad argument still catch it."""
+
+    exit_code = 2
+
+
 class ConfigError(RxCohortError):
     """A configuration or study file is invalid."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 _CONFIGURED = False
@@ -13,7 +12,9 @@ def get_logger(name: str = "rxcohort") -> logging.Logger:
     """Return a logger under the ``rxcohort`` hierarchy, configuring the root once."""
     global _CONFIGURED
     if not _CONFIGURED:
-        level = os.environ.get("RXCOHORT_LOG_LEVEL", "INFO").upper()
+        from rxcohort.config import log_level
+
+        level = log_level()
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(
             logging.Formatter("%(asctime)s rxcohort %(levelname)s %(message)s", "%H:%M:%S")

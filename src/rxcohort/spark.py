@@ -31,8 +31,11 @@ from rxcohort.config import (
     ENGINES,
     SparkSettings,
     engine_choice,
+    java_home,
+    set_sail_environment,
     spark_settings,
     submitted_by_spark_submit,
+    without_spark_connect_environment,
 )
 from rxcohort.errors import RxCohortError
 from rxcohort.log import get_logger
@@ -85,8 +88,8 @@ def add_engine_arguments(parser) -> None:  # type: ignore[no-untyped-def]
 
 def java_version() -> int | None:
     """Major version of the Java runtime classic Spark would use, or None when there is none."""
-    java_home = os.environ.get("JAVA_HOME")
-    java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
+    home = java_home()
+    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
     if not java or not os.path.exists(java):
         return None
     try:
@@ -188,16 +191,10 @@ def _start_sail(sail_conf: dict[str, str]) -> None:
         raise RxCohortError(
             "the sail engine needs the pysail package (pip install pysail)"
         ) from exc
-    # Sail's server logs every session at INFO on stderr: keep our users' terminal for our lines.
-    os.environ.setdefault("RUST_LOG", "error")
     # localCheckpoint (the lineage cut of rxcohort.study.build) keeps its files here; Sail's
     # reader of record batches needs a path, Spark keeps them in memory.
     checkpoints = tempfile.mkdtemp(prefix="rxcohort-sail-")
-    os.environ["SAIL_EXECUTION__CHECKPOINT__PATH"] = Path(checkpoints).as_uri()
-    for key, value in sail_conf.items():
-        # Sail reads its configuration from SAIL_<KEY> (dots as double underscores); a value
-        # already in the environment wins.
-        os.environ.setdefault("SAIL_" + key.upper().replace(".", "__"), value)
+    set_sail_environment(sail_conf, Path(checkpoints).as_uri())
     server = SparkConnectServer("127.0.0.1", 0)
     server.start(background=True)
     host, port = server.listening_address
@@ -263,16 +260,8 @@ def _classic_session(settings: SparkSettings, *, app_name: str | None) -> SparkS
         spark_conf["spark.sql.warehouse.dir"] = _private_dir("rxcohort-spark-catalog-")
     for key, value in spark_conf.items():
         builder = builder.config(key, value)
-    # PySpark's builder turns into a Spark Connect client while SPARK_REMOTE is set, and its
-    # functions build Connect columns while SPARK_CONNECT_MODE_ENABLED is (a parent process
-    # that used Connect leaves it behind): neither belongs to a classic session.
-    os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
-    remote = os.environ.pop("SPARK_REMOTE", None)
-    try:
+    with without_spark_connect_environment():
         session = builder.getOrCreate()
-    finally:
-        if remote is not None:
-            os.environ["SPARK_REMOTE"] = remote
     extensions = session.conf.get("spark.sql.extensions", "") or ""
     if "io.delta.sql.DeltaSparkSessionExtension" not in extensions:
         raise RxCohortError(

@@ -13,6 +13,8 @@ from functools import reduce
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from rxcohort.errors import ParameterError
+
 ATTRITION_COLUMNS = ("step", "criterion", "n_persons", "n_excluded")
 
 
@@ -30,7 +32,7 @@ def summarise_attrition(rows: Sequence[DataFrame]) -> DataFrame:
     is the starting population, so its n_excluded is 0.
     """
     if not rows:
-        raise ValueError("summarise_attrition needs at least one step")
+        raise ParameterError("summarise_attrition needs at least one step")
     numbered = [
         row.select(F.lit(step).cast("int").alias("step"), "criterion", "n_persons")
         for step, row in enumerate(rows)

@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 
 from rxcohort.cohort.attrition import attrition_row
 from rxcohort.cohort.drugs import describe_days
+from rxcohort.errors import ParameterError
 from rxcohort.transforms.codes import describe_codes, starts_with_any_filter
 
 FollowUpEvent = Literal["death", "emigration"]
@@ -43,9 +44,9 @@ def require_follow_up(
     death_date / emigration_date columns of :func:`add_person_attributes`.
     """
     if days < 0:
-        raise ValueError("follow-up days must be >= 0")
+        raise ParameterError("follow-up days must be >= 0")
     if not events:
-        raise ValueError("require_follow_up needs at least one event")
+        raise ParameterError("require_follow_up needs at least one event")
     limit = F.date_add("index_date", days)
     early = [F.coalesce(F.col(_EVENT_COLUMNS[e]) < limit, F.lit(False)) for e in events]
     any_early = early[0]
@@ -131,7 +132,7 @@ def require_age(
 
     A person with unknown age never meets the rule (kept by ``exclude``)."""
     if min_years is None and max_years is None:
-        raise ValueError("require_age needs min_years, max_years or both")
+        raise ParameterError("require_age needs min_years, max_years or both")
     age = F.col("age_at_index")
     condition = F.lit(True)
     if min_years is not None:
@@ -179,9 +180,9 @@ def _require_dispensings(
 ) -> tuple[DataFrame, DataFrame]:
     start, end = window
     if end < start:
-        raise ValueError(f"window ends before it starts: {window}")
+        raise ParameterError(f"window ends before it starts: {window}")
     if min_count < 1:
-        raise ValueError("min_count must be at least 1")
+        raise ParameterError("min_count must be at least 1")
     # ``condition`` filters rows only (an exclusion anti-joins the persons, never negates it),
     # so it may be the pushable, null-propagating form.
     keys = F.broadcast(cohort.select("person_id", "index_date"))

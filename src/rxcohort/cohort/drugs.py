@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from rxcohort.errors import ParameterError
 from rxcohort.transforms.codes import describe_codes, starts_with_any_filter
 
 
@@ -26,7 +27,7 @@ class DrugDefinition:
 
     def __post_init__(self) -> None:
         if not self.atc_prefixes:
-            raise ValueError("a drug definition needs at least one ATC prefix")
+            raise ParameterError("a drug definition needs at least one ATC prefix")
 
     def condition(self) -> Column:
         """True for a silver dispensing row of this drug (false, never null, otherwise)."""

@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 
 from rxcohort.cohort.attrition import attrition_row
 from rxcohort.cohort.drugs import DrugDefinition, describe_days
+from rxcohort.errors import ParameterError
 
 # (label, min, max): max None means no upper bound; both bounds included.
 ExposureBin = tuple[str, int, int | None]
@@ -46,7 +47,7 @@ def add_exposure_group(
 ) -> DataFrame:
     """Add exposure_group: the label of the first bin whose min..max holds the count (else null)."""
     if not bins:
-        raise ValueError("add_exposure_group needs at least one bin")
+        raise ParameterError("add_exposure_group needs at least one bin")
     count = F.col(count_column)
     group = None
     for label, low, high in bins:

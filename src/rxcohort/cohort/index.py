@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 
 from rxcohort.cohort.attrition import attrition_row
 from rxcohort.cohort.drugs import DrugDefinition
+from rxcohort.errors import ParameterError
 
 
 def generate_index_cohort(
@@ -70,7 +71,7 @@ def require_new_users(
     before = F.col("dispense_date") < F.col("index_date")
     if look_back_days is not None:
         if look_back_days < 1:
-            raise ValueError("look_back_days must be at least 1")
+            raise ParameterError("look_back_days must be at least 1")
         before = before & (F.col("dispense_date") >= F.date_sub("index_date", look_back_days))
     prior_users = earlier.where(before).select("person_id").distinct()
     kept = cohort.join(prior_users, "person_id", "left_anti")

@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 import rxcohort
-from rxcohort.errors import RxCohortError
+from rxcohort.errors import ParameterError, RxCohortError
 from rxcohort.generate import catalogue as cat
 from rxcohort.generate.dispensings import generate_events
 from rxcohort.generate.lines import (
@@ -227,11 +227,11 @@ def _check_arguments(
     effects: Mapping[str, Mapping[str, float]] | None,
 ) -> dict[str, dict[str, float]]:
     if not 100 <= persons <= MAX_PERSONS:
-        raise RxCohortError(f"--persons must be between 100 and {MAX_PERSONS:,}, not {persons}")
+        raise ParameterError(f"--persons must be between 100 and {MAX_PERSONS:,}, not {persons}")
     if seed < 0:
-        raise RxCohortError(f"--seed must be 0 or more, not {seed}")
+        raise ParameterError(f"--seed must be 0 or more, not {seed}")
     if end < start:
-        raise RxCohortError("--end must not be before --start")
+        raise ParameterError("--end must not be before --start")
     if start.year < 1990 or end.year > 2100:
         raise RxCohortError("the period must lie within 1990-2100")
     if not 0.0 <= defects <= 0.5:

@@ -16,6 +16,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from rxcohort.errors import ParameterError
+
 _TWO_53 = float(1 << 53)
 
 
@@ -53,7 +55,7 @@ def pick(u: Column, weights: Sequence[float]) -> Column:
     """Index (0-based int) drawn from fixed ``weights`` by the uniform ``u``."""
     total = float(sum(weights))
     if total <= 0:
-        raise ValueError("weights must have a positive sum")
+        raise ParameterError("weights must have a positive sum")
     cumulative = 0.0
     expr = None
     for i, w in enumerate(weights[:-1]):

@@ -17,7 +17,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from rxcohort.errors import CommitConflictError, RxCohortError, TableExistsError, TableNotFoundError
+from rxcohort.errors import (
+    CommitConflictError,
+    ParameterError,
+    RxCohortError,
+    TableExistsError,
+    TableNotFoundError,
+)
 from rxcohort.io.stats import partition_value_to_string
 from rxcohort.log import get_logger
 from rxcohort.spark import session_engine
@@ -352,20 +358,20 @@ def _write_staged(
 def _check_partition_columns(columns: Sequence[str], partition_by: list[str]) -> None:
     missing = [c for c in partition_by if c not in columns]
     if missing:
-        raise ValueError(f"partition columns {missing} are not in the frame")
+        raise ParameterError(f"partition columns {missing} are not in the frame")
 
 
 def _check_mode(
     mode: WriteMode, partition_by: list[str], replace_where: Mapping[str, Any] | None
 ) -> None:
     if mode not in ("error", "append", "overwrite"):
-        raise ValueError(f"mode must be 'error', 'append' or 'overwrite', not {mode!r}")
+        raise ParameterError(f"mode must be 'error', 'append' or 'overwrite', not {mode!r}")
     if replace_where:
         if mode != "overwrite":
-            raise ValueError("replace_where goes with mode='overwrite'")
+            raise ParameterError("replace_where goes with mode='overwrite'")
         unknown = [c for c in replace_where if c not in partition_by]
         if unknown:
-            raise ValueError(f"replace_where may only name partition columns, not {unknown}")
+            raise ParameterError(f"replace_where may only name partition columns, not {unknown}")
 
 
 def _check_target(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rxcohort.errors import ConfigError
+from rxcohort.errors import ConfigError, ParameterError
 from rxcohort.privacy import SMALL_COUNT_MAX
 
 KM_CURVE_COLUMNS: tuple[str, ...] = (
@@ -195,7 +195,7 @@ def km_curves_by_interval(
     mostly 1-4 and suppression would hide nearly the whole curve (and take very long).
     """
     if every_days <= 0:
-        raise ValueError(f"every_days must be positive, got {every_days}")
+        raise ParameterError(f"every_days must be positive, got {every_days}")
     columns = list(KM_CURVE_COLUMNS)
     out = []
     for (variable, stratum), part in curves.groupby(["stratum_variable", "stratum"], sort=False):

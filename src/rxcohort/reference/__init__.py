@@ -22,6 +22,8 @@ from importlib import resources
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 
+from rxcohort.errors import ParameterError
+
 ATC_PATTERN = re.compile(r"^[A-Z][0-9]{2}[A-Z]{2}[0-9]{2}$")
 _UNIT_TO_MG = {"mg": 1.0, "g": 1000.0, "mcg": 0.001}
 
@@ -77,7 +79,7 @@ def load_who_ddd(text: str | None = None) -> tuple[WhoDdd, ...]:
         "source",
     }
     if set(reader.fieldnames or []) != expected:
-        raise ValueError(f"who_ddd.csv: columns must be {sorted(expected)}")
+        raise ParameterError(f"who_ddd.csv: columns must be {sorted(expected)}")
     rows = []
     for line_number, raw in enumerate(reader, start=2):
         rows.append(_parse_row(raw, line_number))
@@ -89,7 +91,7 @@ def _parse_row(raw: dict[str, str], line_number: int) -> WhoDdd:
     where = f"who_ddd.csv line {line_number}"
     atc = raw["atc_code"].strip()
     if not ATC_PATTERN.match(atc):
-        raise ValueError(f"{where}: atc_code must look like N02AX02")
+        raise ParameterError(f"{where}: atc_code must look like N02AX02")
     try:
         row = WhoDdd(
             atc_code=atc,
@@ -103,22 +105,22 @@ def _parse_row(raw: dict[str, str], line_number: int) -> WhoDdd:
             source=raw["source"].strip(),
         )
     except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from exc
+        raise ParameterError(f"{where}: {exc}") from exc
     if not row.source:
-        raise ValueError(f"{where}: every DDD needs a source note")
+        raise ParameterError(f"{where}: every DDD needs a source note")
     if (
         row.valid_from_year is not None
         and row.valid_to_year is not None
         and row.valid_from_year > row.valid_to_year
     ):
-        raise ValueError(f"{where}: valid_from_year is after valid_to_year")
+        raise ParameterError(f"{where}: valid_from_year is after valid_to_year")
     if row.unit in _UNIT_TO_MG:
         if row.ddd is None or row.ddd_mg is None:
-            raise ValueError(f"{where}: a DDD in {row.unit} needs both ddd and ddd_mg")
+            raise ParameterError(f"{where}: a DDD in {row.unit} needs both ddd and ddd_mg")
         if abs(row.ddd * _UNIT_TO_MG[row.unit] - row.ddd_mg) > 1e-9 * max(1.0, row.ddd_mg):
-            raise ValueError(f"{where}: ddd_mg does not equal ddd in {row.unit}")
+            raise ParameterError(f"{where}: ddd_mg does not equal ddd in {row.unit}")
     elif row.ddd_mg is not None:
-        raise ValueError(f"{where}: ddd_mg must be empty for a DDD in {row.unit}")
+        raise ParameterError(f"{where}: ddd_mg must be empty for a DDD in {row.unit}")
     return row
 
 
@@ -144,7 +146,7 @@ def _check_no_overlap(rows: list[WhoDdd]) -> None:
             end = earlier.valid_to_year if earlier.valid_to_year is not None else 10**9
             start = later.valid_from_year if later.valid_from_year is not None else -(10**9)
             if start <= end:
-                raise ValueError(f"who_ddd.csv: two rows for {code} cover the same year")
+                raise ParameterError(f"who_ddd.csv: two rows for {code} cover the same year")
 
 
 def who_ddd_frame(spark: SparkSession, rows: tuple[WhoDdd, ...] | None = None) -> DataFrame:

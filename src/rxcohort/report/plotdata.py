@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from rxcohort.errors import ParameterError
 from rxcohort.privacy import MASKED_COUNT, MASKED_VALUE, SMALL_COUNT_MAX, is_small_count
 
 MIN_SHOWN = SMALL_COUNT_MAX + 1
@@ -139,7 +140,7 @@ def dose_bins(*, width: float, upper: float) -> list[DoseBin]:
     """
     n = round(upper / width)
     if n < 1 or not math.isclose(n * width, upper):
-        raise ValueError("upper must be a whole number of bin widths")
+        raise ParameterError("upper must be a whole number of bin widths")
     bins = [
         DoseBin(
             i, f"{_mg(i * width)} to <{_mg((i + 1) * width)}", _band(i * width, (i + 1) * width)

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from rxcohort.disclosure import protect_tables
+from rxcohort.errors import ParameterError
 from rxcohort.persistence.survival import km_curves_published
 from rxcohort.privacy import (
     ALL_GROUPS,
@@ -180,7 +181,7 @@ def _masked(data: ReportData, frame: pd.DataFrame, table: str) -> pd.DataFrame:
         protected = single[table]
     if not frame.index.isin(protected.index).all():
         # Rows the report-wide suppression never saw would be shown with per-row masking only.
-        raise ValueError(f"{table}: the rows to show are not rows of the report's {table}")
+        raise ParameterError(f"{table}: the rows to show are not rows of the report's {table}")
     shown = protected.loc[frame.index]
     extra = [c for c in frame.columns if c not in shown.columns]
     if extra:

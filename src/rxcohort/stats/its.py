@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from rxcohort.errors import RxCohortError
+from rxcohort.errors import ParameterError, RxCohortError
 from rxcohort.stats import inference as inf
 from rxcohort.stats.frames import COLUMNS, finish
 
@@ -76,7 +76,7 @@ def summarise_its(
     lags = [lag_months] if isinstance(lag_months, int) else list(dict.fromkeys(lag_months))
     for lag in lags:
         if not isinstance(lag, int | np.integer) or lag < 0:
-            raise RxCohortError(f"ITS lag months must be whole months >= 0, not {lag!r}")
+            raise ParameterError(f"ITS lag months must be whole months >= 0, not {lag!r}")
     frame = _in_study_order(trajectories, group_order, drug_groups)
     rows = []
     for (exposure_group, drug_group), cell in frame.groupby(

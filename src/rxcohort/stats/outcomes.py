@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rxcohort.errors import RxCohortError
+from rxcohort.errors import ParameterError, RxCohortError
 from rxcohort.stats import inference as inf
 from rxcohort.stats.frames import COLUMNS, finish
 
@@ -189,7 +189,7 @@ def summarise_responders(
     has a Wilson interval. The registry analogue of a >= 30% reduction in pain.
     """
     if not 0 < threshold <= 1:
-        raise RxCohortError(f"responder threshold must be in (0, 1], not {threshold}")
+        raise ParameterError(f"responder threshold must be in (0, 1], not {threshold}")
     rows = []
     for (exposure_group, drug_group), cell in _cells(persons, group_order, drug_groups):
         pre = cell["ddd_pre"].to_numpy(float)

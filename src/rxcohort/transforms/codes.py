@@ -8,6 +8,8 @@ from functools import reduce
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from rxcohort.errors import ParameterError
+
 
 def starts_with_any(column: str | Column, prefixes: Sequence[str]) -> Column:
     """True when the code starts with one of ``prefixes`` (null code: false).
@@ -28,7 +30,7 @@ def starts_with_any_filter(column: str | Column, prefixes: Sequence[str]) -> Col
     code range holds none of the prefixes. Never negate it: ``~`` of null keeps nothing.
     """
     if not prefixes:
-        raise ValueError("starts_with_any needs at least one prefix")
+        raise ParameterError("starts_with_any needs at least one prefix")
     col = F.col(column) if isinstance(column, str) else column
     return reduce(lambda a, b: a | b, (col.startswith(p) for p in prefixes))
 

@@ -8,6 +8,7 @@ from itertools import product
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from rxcohort.errors import ParameterError
 from rxcohort.transforms.codes import starts_with_any, starts_with_any_filter
 
 CONSUMPTION_COLUMNS = (
@@ -43,10 +44,10 @@ def summarise_consumption(
     that holds its day, so overlapping groups or windows are allowed.
     """
     if not drug_groups or not windows:
-        raise ValueError("summarise_consumption needs at least one drug group and one window")
+        raise ParameterError("summarise_consumption needs at least one drug group and one window")
     for name, (start, end) in windows.items():
         if end < start:
-            raise ValueError(f"window {name} ends before it starts")
+            raise ParameterError(f"window {name} ends before it starts")
     keys = F.broadcast(cohort.select("person_id", "index_date"))
     day = F.datediff("dispense_date", "index_date")
     first = min(start for start, _ in windows.values())

@@ -8,6 +8,7 @@ from datetime import date
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from rxcohort.errors import ParameterError
 from rxcohort.transforms.codes import starts_with_any_filter
 
 STUDY_DISPENSING_COLUMNS = (
@@ -49,7 +50,7 @@ def select_study_dispensings(
     Parquet reader, which skips the row groups and pages that hold none of the study's codes.
     """
     if date_to < date_from:
-        raise ValueError("date_to is before date_from")
+        raise ParameterError("date_to is before date_from")
     day = F.col("dispense_date")
     index_rows = starts_with_any_filter("atc_code", index_atc_prefixes) & (day <= F.lit(date_to))
     if index_from is not None:
