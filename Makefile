@@ -50,6 +50,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests jobs benchmarks
 	$(BIN)/ruff format --check src tests jobs benchmarks
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests jobs benchmarks

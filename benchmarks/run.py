@@ -188,7 +188,7 @@ def worker_generate(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def worker_ingest(ns: argparse.Namespace) -> dict[str, Any]:
-    from rxcohort.ingest import ingest_delivery
+    from rxcohort.pipelines import ingest_delivery
 
     spark, session_s = _session()
     marks = Marks()
@@ -232,7 +232,7 @@ def worker_scan(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def worker_study(ns: argparse.Namespace) -> dict[str, Any]:
-    from rxcohort.study import run_study
+    from rxcohort.pipelines import run_study
 
     spark, session_s = _session()
     marks = Marks()

@@ -19,7 +19,7 @@ def main(warehouse: str, study_file: str) -> None:
     started = time.perf_counter()
     spark = build_session()
     session_s = time.perf_counter() - started
-    from rxcohort.study import run_study
+    from rxcohort.pipelines import run_study
 
     marks: list[tuple[float, str]] = []
     began = time.perf_counter()

@@ -2,7 +2,7 @@
 
     spark-submit jobs/ingest.py DELIVERY_DIR --warehouse WH [--expectations DIR]
 
-Thin on purpose: the work is :func:`rxcohort.ingest.ingest_delivery`, the same function the
+Thin on purpose: the work is :func:`rxcohort.pipelines.ingest_delivery`, the same function the
 ``rxcohort ingest`` command calls. Exit status 0 on success, 1 with one line on stderr when the
 delivery stops the ingest, 5 when a quality gate closes, 4 when another writer holds the warehouse.
 """
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rxcohort.config import app_settings
     from rxcohort.errors import RxCohortError
-    from rxcohort.ingest import ingest_delivery
+    from rxcohort.pipelines import ingest_delivery
     from rxcohort.spark import build_session
 
     warehouse = args.warehouse or app_settings().warehouse

@@ -2,7 +2,7 @@
 
     spark-submit jobs/refresh.py DELIVERY_DIR --warehouse WH [--studies PATH ...] [--json]
 
-Thin on purpose: the work is :func:`rxcohort.refresh.refresh`, the same function the
+Thin on purpose: the work is :func:`rxcohort.pipelines.refresh.refresh`, the same function the
 ``rxcohort refresh`` command calls. The delivery's layout and every study file are checked
 before Spark starts. One line per step on stdout (one JSON object with ``--json``). Exit
 status 0 done or up to date, 5 the quality gate closed, 6 a study failed, 4 another writer
@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from rxcohort.config import app_settings
     from rxcohort.errors import RxCohortError
+    from rxcohort.pipelines.refresh import refresh, study_sources
     from rxcohort.preflight import check_delivery
-    from rxcohort.refresh import refresh, study_sources
 
     try:
         check_delivery(args.delivery_dir)

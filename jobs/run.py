@@ -2,7 +2,7 @@
 
     spark-submit jobs/run.py STUDY.yaml --warehouse WH [--as-of RUN_ID]
 
-Thin on purpose: the work is :func:`rxcohort.study.run_study`, the same function the
+Thin on purpose: the work is :func:`rxcohort.pipelines.run_study`, the same function the
 ``rxcohort run`` command calls. The study file is validated before Spark starts. Exit status 0
 on success; 2 for an invalid study file, 4 when another writer holds the warehouse, 1 for any
 other problem, with one line on stderr.
@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rxcohort run: {exc}", file=sys.stderr)
         return exc.exit_code
 
+    from rxcohort.pipelines import run_study
     from rxcohort.spark import build_session
-    from rxcohort.study import run_study
 
     warehouse = args.warehouse or app_settings().warehouse
     spark = build_session(engine=args.engine, remote=args.remote, app_name="rxcohort-run")

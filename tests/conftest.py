@@ -38,8 +38,7 @@ def demo_warehouse(spark, tmp_path_factory):
     from datetime import date
 
     from rxcohort.generate import generate_delivery
-    from rxcohort.ingest import ingest_delivery
-    from rxcohort.study import run_study
+    from rxcohort.pipelines import ingest_delivery, run_study
 
     root = tmp_path_factory.mktemp("demo")
     delivery = root / "delivery"

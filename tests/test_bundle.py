@@ -196,7 +196,7 @@ def test_the_installed_package_finds_its_files_in_the_venv_and_none_in_the_check
     assert found["jars"] == str(share / "jars") and found["n_jars"] >= 1
     expectations = rxcohort_python(
         venv,
-        "from rxcohort.ingest.pipeline import default_expectations_dir as d; print(d().resolve())",
+        "from rxcohort.pipelines.ingest import default_expectations_dir as d; print(d().resolve())",
         cwd=work,
     )
     assert expectations.strip() == str(share / "expectations")

@@ -16,8 +16,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from cluster import spark_submit, standalone_cluster
 from rxcohort import io
-from rxcohort.ingest import ingest_delivery
-from rxcohort.study import run_study
+from rxcohort.pipelines import ingest_delivery, run_study
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

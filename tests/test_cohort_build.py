@@ -15,9 +15,9 @@ from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
 from reference_impl import dispensing, ldn, person
+from rxcohort.cohort.build import build_study_tables, required_data_range, select_dispensings_for
 from rxcohort.schemas import SILVER_DISPENSINGS, SILVER_PERSONS
 from rxcohort.study import parse_study
-from rxcohort.study.build import build_study_tables, required_data_range, select_dispensings_for
 
 STUDY = """
 schema_version: 1

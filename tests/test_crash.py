@@ -4,7 +4,7 @@ Each trial starts from a copy of a warehouse with one complete load and one comp
 runs the job in a child process that kills itself after its N-th Delta commit
 (tests/crash_child.py), and checks that
 
-* every table still opens, and readers (rxcohort.snapshot) still read the last complete load
+* every table still opens, and readers (rxcohort.pipelines.snapshot) still read the last complete load
   or run, not the half-written one;
 * the same job run again completes, and leaves tables equal, row for row, to those of a job
   that was never interrupted (load and run ids aside);
@@ -25,8 +25,8 @@ import pytest
 
 from rxcohort import io
 from rxcohort.analyst import discover_tables
-from rxcohort.snapshot import complete_load, succeeded_run, warehouse_snapshot
-from rxcohort.study.pipeline import pin_inputs
+from rxcohort.pipelines.snapshot import complete_load, succeeded_run, warehouse_snapshot
+from rxcohort.pipelines.study import pin_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY_FILE = REPO / "cohorts" / "ldn_opioids_2013.yaml"
@@ -61,8 +61,7 @@ def deliveries(spark, tmp_path_factory):
 @pytest.fixture(scope="module")
 def warehouses(spark, tmp_path_factory, deliveries):
     """base: load a + a run; loaded: base + load b; ran: loaded + a second run."""
-    from rxcohort.ingest import ingest_delivery
-    from rxcohort.study import run_study
+    from rxcohort.pipelines import ingest_delivery, run_study
 
     root = tmp_path_factory.mktemp("crash_wh")
     base = root / "base"
@@ -129,7 +128,7 @@ def _opens(warehouse: Path) -> None:
 def test_an_ingest_killed_after_a_commit_is_repaired_by_the_next(
     spark, tmp_path, deliveries, warehouses, commits
 ):
-    from rxcohort.ingest import ingest_delivery
+    from rxcohort.pipelines import ingest_delivery
 
     wh = tmp_path / "wh"
     shutil.copytree(warehouses["base"], wh)
@@ -157,7 +156,7 @@ def test_a_run_killed_after_a_commit_leaves_the_last_run_readable_and_reruns(
     spark, tmp_path, warehouses, commits
 ):
     from rxcohort.export import export_study
-    from rxcohort.study import run_study
+    from rxcohort.pipelines import run_study
 
     wh = tmp_path / "wh"
     shutil.copytree(warehouses["loaded"], wh)

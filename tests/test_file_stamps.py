@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 
 from rxcohort.errors import DeliveryError
-from rxcohort.ingest import ingest_delivery
-from rxcohort.ingest import pipeline as ingest_pipeline
 from rxcohort.ingest.delivery import DeliveryFile, check_file, scan_delivery
 from rxcohort.ingest.stamps import (
     STAMPS_FILE,
@@ -24,6 +22,8 @@ from rxcohort.ingest.stamps import (
     updated_stamps,
     write_stamps,
 )
+from rxcohort.pipelines import ingest as ingest_pipeline
+from rxcohort.pipelines import ingest_delivery
 from rxcohort.schemas import DISPENSINGS_COLUMNS
 
 

@@ -201,7 +201,7 @@ def test_local_frame_holds_the_rows_as_given(spark):
             StructField("at", TimestampType(), True),
         ]
     )
-    at = datetime(2024, 3, 1, 12, 30, 5)  # naive UTC, as rxcohort.study.runs.utc_now gives
+    at = datetime(2024, 3, 1, 12, 30, 5)  # naive UTC, as rxcohort.pipelines.runs.utc_now gives
     rows = [("a", 3, 0.5, {"silver/dispensings": 2}, at), ("b", None, None, {}, None)]
     frame = local_frame(spark, rows, schema)
     assert frame.schema == schema

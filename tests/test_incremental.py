@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from rxcohort import io
-from rxcohort.ingest import ingest_delivery
 from rxcohort.io.tables import add_actions
+from rxcohort.pipelines import ingest_delivery
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import pytest
 
 from rxcohort import io
 from rxcohort.generate import generate_delivery
-from rxcohort.ingest import ingest_delivery
+from rxcohort.pipelines import ingest_delivery
 
 
 @pytest.mark.slow

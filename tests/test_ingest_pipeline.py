@@ -15,8 +15,8 @@ from pyspark.sql import functions as F
 
 from rxcohort import io
 from rxcohort.errors import DeliveryError, QualityGateError
-from rxcohort.ingest import ingest_delivery
 from rxcohort.ingest.tables import WarehousePaths
+from rxcohort.pipelines import ingest_delivery
 from rxcohort.schemas import SILVER_DISPENSINGS, SILVER_PERSONS, SILVER_PRESCRIBERS
 from test_ingest_fixtures import dispensing, write_delivery
 

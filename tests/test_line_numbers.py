@@ -13,8 +13,8 @@ import pytest
 
 from rxcohort import io
 from rxcohort.errors import DeliveryError
-from rxcohort.ingest import ingest_delivery
 from rxcohort.ingest.delivery import check_file, scan_delivery, write_numbered_lines
+from rxcohort.pipelines import ingest_delivery
 from rxcohort.schemas import DISPENSINGS_COLUMNS
 from test_ingest_fixtures import dispensing, write_delivery
 

@@ -273,7 +273,7 @@ def deliveries(spark, tmp_path_factory):
 
 @pytest.mark.slow
 def test_two_ingests_started_together_end_as_one_after_the_other(spark, tmp_path, deliveries):
-    from rxcohort.ingest import ingest_delivery
+    from rxcohort.pipelines import ingest_delivery
 
     wh = tmp_path / "wh"
     first = _job("ingest.py", str(deliveries["early"]), "--warehouse", str(wh))
@@ -291,7 +291,7 @@ def test_two_ingests_started_together_end_as_one_after_the_other(spark, tmp_path
 
 @pytest.fixture(scope="module")
 def loaded(spark, tmp_path_factory, deliveries):
-    from rxcohort.ingest import ingest_delivery
+    from rxcohort.pipelines import ingest_delivery
 
     wh = tmp_path_factory.mktemp("lock_wh") / "wh"
     ingest_delivery(spark, deliveries["a"], warehouse=wh)

@@ -86,7 +86,7 @@ STRAY_QUOTE = _row(41, product_name='"Tramadol')
 
 @pytest.fixture(scope="module")
 def corpus(spark, tmp_path_factory):
-    from rxcohort.ingest import ingest_delivery
+    from rxcohort.pipelines import ingest_delivery
 
     root = tmp_path_factory.mktemp("corpus")
     lines = [line for _, line, _ in ROWS]
@@ -287,7 +287,7 @@ MANIFEST_FAULTS = [
 
 @pytest.fixture(scope="module")
 def loaded(spark, tmp_path_factory):
-    from rxcohort.ingest import ingest_delivery
+    from rxcohort.pipelines import ingest_delivery
 
     root = tmp_path_factory.mktemp("corpus_base")
     wh = root / "wh"
@@ -314,7 +314,7 @@ def _versions(wh: Path) -> dict[str, int | None]:
 
 
 def _stops(spark, tmp_path, loaded, delivery: Path, message: str, error=DeliveryError) -> None:
-    from rxcohort.ingest import ingest_delivery
+    from rxcohort.pipelines import ingest_delivery
 
     wh = tmp_path / "wh"
     shutil.copytree(loaded, wh)

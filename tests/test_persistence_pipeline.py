@@ -6,13 +6,13 @@ import random
 from datetime import date, timedelta
 
 from rxcohort.persistence import build_persistence_tables
-from rxcohort.persistence.episodes import DOSE_COLUMNS, EPISODE_COLUMNS
-from rxcohort.persistence.follow_up import PERSISTENCE_COLUMNS
-from rxcohort.persistence.pipeline import (
+from rxcohort.persistence.analysis import (
     COX_RESULTS_SCHEMA,
     KM_CURVES_SCHEMA,
     KM_MEDIANS_SCHEMA,
 )
+from rxcohort.persistence.episodes import DOSE_COLUMNS, EPISODE_COLUMNS
+from rxcohort.persistence.follow_up import PERSISTENCE_COLUMNS
 
 DAY0 = date(2013, 1, 1)
 DATA_END = date(2014, 6, 30)

@@ -108,7 +108,7 @@ def test_a_wrong_use_over_time_section_is_a_config_error(repo_root, tmp_path, se
 
 
 def test_the_utilisation_study_counts_use_over_its_index_period(repo_root):
-    from rxcohort.study.build import required_data_range
+    from rxcohort.cohort.build import required_data_range
     from rxcohort.study.loader import load_study_source
 
     study = load_study_source(repo_root / "cohorts" / "ldn_utilisation_2013_2014.yaml").study

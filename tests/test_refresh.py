@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from rxcohort import io
-from rxcohort.refresh import refresh, study_sources
-from rxcohort.snapshot import last_succeeded_run
+from rxcohort.pipelines.refresh import refresh, study_sources
+from rxcohort.pipelines.snapshot import last_succeeded_run
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY_FILE = REPO / "cohorts" / "ldn_opioids_2013.yaml"

@@ -20,8 +20,7 @@ import pytest
 
 from rxcohort import io
 from rxcohort.generate import generate_delivery
-from rxcohort.ingest import ingest_delivery
-from rxcohort.study import run_study
+from rxcohort.pipelines import ingest_delivery, run_study
 
 pytestmark = pytest.mark.slow
 

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from rxcohort import io
 from rxcohort.cli import app
 from rxcohort.errors import TableNotFoundError
+from rxcohort.pipelines.runs import RUNS_SCHEMA
 from rxcohort.report import SECTION_IDS, ReportData, build_report, render_report
 from rxcohort.report.html import count_text, mask_counts_in_text
 from rxcohort.report.plotdata import (
@@ -25,7 +26,6 @@ from rxcohort.report.plotdata import (
     plottable_window_means,
 )
 from rxcohort.stats import compute_outcome_tables, to_spark
-from rxcohort.study.runs import RUNS_SCHEMA
 from rxcohort.transforms import utilisation
 
 STUDY = "ldn_opioids_2013"

@@ -14,10 +14,11 @@ import pytest
 
 from reference_impl import dispensing, ldn, person, random_silver, reference_study
 from rxcohort import io
+from rxcohort.cohort.build import COHORT_COLUMNS
 from rxcohort.errors import RxCohortError
+from rxcohort.pipelines import run_study
 from rxcohort.schemas import SILVER_DISPENSINGS, SILVER_PERSONS
-from rxcohort.study import load_study_source, run_study
-from rxcohort.study.build import COHORT_COLUMNS
+from rxcohort.study import load_study_source
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "cohorts" / "ldn_opioids_2013.yaml"
@@ -212,8 +213,8 @@ def test_a_warehouse_without_silver_tables_says_what_to_do(spark, tmp_path):
 
 def test_a_code_that_matches_no_dispensing_is_named(spark):
     from rxcohort.errors import ConfigError
+    from rxcohort.pipelines.study import check_codes_present
     from rxcohort.study import parse_study
-    from rxcohort.study.pipeline import check_codes_present
 
     text = (Path(__file__).resolve().parents[1] / "cohorts" / "ldn_opioids_2013.yaml").read_text()
     study = parse_study(

@@ -12,10 +12,10 @@ from scipy.optimize import brentq
 from scipy.stats import norm
 
 from rxcohort import io
-from rxcohort.cohort.drugs import DrugDefinition
 from rxcohort.schemas import SILVER_DISPENSINGS, SILVER_PERSONS
 from rxcohort.spark import local_frame
 from rxcohort.transforms import utilisation
+from rxcohort.transforms.drugs import DrugDefinition
 
 BOUNDS = (0, 18, 45, 65, 80)
 LABELS = ("0-17", "18-44", "45-64", "65-79", "80+")
@@ -191,7 +191,7 @@ def test_use_over_time_on_the_demo_warehouse_equals_a_brute_force_count(
 ):
     """Every row of the table for LDN and opioids in 2013, recounted from the silver tables
     with plain pandas masks (no code shared with the module)."""
-    from rxcohort.study.analyses import run_use_over_time
+    from rxcohort.pipelines.analyses import run_use_over_time
     from rxcohort.study.loader import load_study_source
 
     warehouse, _, _ = demo_warehouse

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from rxcohort import io
 from rxcohort.errors import ParameterError, RxCohortError, TableNotFoundError
-from rxcohort.snapshot import pinned, warehouse_snapshot
+from rxcohort.pipelines.snapshot import pinned, warehouse_snapshot
 
 _LAYERS = ("bronze", "silver", "quarantine", "quality")
 
@@ -64,7 +64,7 @@ def resolve_table(warehouse: Path, name: str) -> WarehouseTable:
 
 
 def register_views(spark: SparkSession, warehouse: Path) -> list[WarehouseTable]:
-    """A view per table, at the version of the last complete load or run (rxcohort.snapshot):
+    """A view per table, at the version of the last complete load or run (rxcohort.pipelines.snapshot):
     a load or run killed half-way is not read."""
     tables = discover_tables(warehouse)
     versions = _versions(warehouse, tables)
@@ -134,7 +134,7 @@ def run_sql(
 
 
 def list_tables(warehouse: Path, *, console: Console) -> None:
-    """Each table at the version readers read (rxcohort.snapshot), with a note where a newer
+    """Each table at the version readers read (rxcohort.pipelines.snapshot), with a note where a newer
     version is from a load or run that did not finish."""
     table = Table(title=f"Tables in {warehouse}", title_justify="left")
     for column in ("table", "version", "rows", "last commit (UTC)", "note"):

@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from rxcohort import terminal
 from rxcohort.config import terminal_columns_given
 from rxcohort.errors import ParameterError, RxCohortError
 
@@ -110,12 +110,7 @@ def _check_engine(engine: str | None, remote: str | None) -> None:
 
 
 def print_summary(title: str, rows: list[tuple[str, str]]) -> None:
-    table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column("what", style="bold")
-    table.add_column("value", justify="right", overflow="fold")
-    for key, value in rows:
-        table.add_row(str(key), str(value))
-    console.print(table)
+    terminal.print_summary(console, title, rows)
 
 
 @app.callback()
@@ -209,7 +204,7 @@ def ingest(
     _check_engine(engine, remote)
     root = _warehouse(warehouse)
     with _writing(root, "ingest", wait, create=True):
-        from rxcohort.ingest import ingest_delivery
+        from rxcohort.pipelines import ingest_delivery
 
         result = ingest_delivery(
             _spark(engine, remote),
@@ -258,7 +253,7 @@ def run(
         check_run_id(root, study.study_id, as_of)
     _check_engine(engine, remote)
     with _writing(root, "run", wait):
-        from rxcohort.study import run_study
+        from rxcohort.pipelines import run_study
 
         result = run_study(
             _spark(engine, remote),
@@ -297,9 +292,9 @@ def refresh(
     Exit status: 0 done or up to date, 5 the quality gate closed, 6 a study failed,
     4 another writer holds the warehouse, 1 the delivery cannot be read, 2 a bad study file.
     """
+    from rxcohort.pipelines.refresh import refresh as refresh_warehouse
+    from rxcohort.pipelines.refresh import study_sources
     from rxcohort.preflight import check_delivery
-    from rxcohort.refresh import refresh as refresh_warehouse
-    from rxcohort.refresh import study_sources
 
     check_delivery(delivery_dir)
     sources = study_sources(studies or [Path("cohorts")])

@@ -37,8 +37,7 @@ def run_demo(
 ) -> Path:
     """Run the whole chain on the embedded default and return the study's directory."""
     from rxcohort.generate import generate_delivery
-    from rxcohort.ingest import ingest_delivery
-    from rxcohort.study import run_study
+    from rxcohort.pipelines import ingest_delivery, run_study
 
     say = progress or (lambda _m: None)
     settings = app_settings().demo
@@ -92,6 +91,6 @@ def _delivery_matches(delivery: Path, wanted: dict) -> bool:
 
 
 def _print_rows(console: Console, title: str, rows: list[tuple[str, str]]) -> None:
-    from rxcohort.cli import print_summary
+    from rxcohort.terminal import print_summary
 
-    print_summary(title, rows)
+    print_summary(console, title, rows)

@@ -18,9 +18,9 @@ from rxcohort.disclosure import protect_tables
 from rxcohort.errors import TableNotFoundError
 from rxcohort.log import get_logger
 from rxcohort.persistence.survival import km_curves_published
+from rxcohort.pipelines.snapshot import last_succeeded_run, succeeded_run
 from rxcohort.preflight import check_export_format, check_study_id
 from rxcohort.privacy import EXPORTABLE_TABLES, MASKED_VALUE, MASKING_RULES, masked_counts
-from rxcohort.snapshot import last_succeeded_run, succeeded_run
 from rxcohort.stats.its import ITS_PARAMETERS
 from rxcohort.summarised import write_summarised_result
 
@@ -65,7 +65,7 @@ def export_study(
     # One artifact: every table is protected together, so that no count hidden in one can be
     # solved from the others (rxcohort.disclosure).
     # The tables as the study's last succeeded run wrote them (a run killed half-way left
-    # newer versions of some: rxcohort.snapshot); tables that run did not write are left out.
+    # newer versions of some: rxcohort.pipelines.snapshot); tables that run did not write are left out.
     run_id, written = succeeded_run(study_dir)
     if run_id is not None:
         present = [t for t in present if t in written]

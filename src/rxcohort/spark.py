@@ -191,7 +191,7 @@ def _start_sail(sail_conf: dict[str, str]) -> None:
         raise RxCohortError(
             "the sail engine needs the pysail package (pip install pysail)"
         ) from exc
-    # localCheckpoint (the lineage cut of rxcohort.study.build) keeps its files here; Sail's
+    # localCheckpoint (the lineage cut of rxcohort.cohort.build) keeps its files here; Sail's
     # reader of record batches needs a path, Spark keeps them in memory.
     checkpoints = tempfile.mkdtemp(prefix="rxcohort-sail-")
     set_sail_environment(sail_conf, Path(checkpoints).as_uri())

@@ -15,9 +15,9 @@ from rxcohort.cohort.criteria import (
     require_reimbursement_code,
     require_sex,
 )
-from rxcohort.cohort.drugs import DrugDefinition, describe_days
 from rxcohort.cohort.exposure import add_exposure_count, add_exposure_group, require_exposure_group
 from rxcohort.cohort.index import generate_index_cohort, require_new_users
+from rxcohort.transforms.drugs import DrugDefinition, describe_days
 
 __all__ = [
     "DrugDefinition",

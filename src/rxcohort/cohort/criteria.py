@@ -9,9 +9,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from rxcohort.cohort.attrition import attrition_row
-from rxcohort.cohort.drugs import describe_days
 from rxcohort.errors import ParameterError
 from rxcohort.transforms.codes import describe_codes, starts_with_any_filter
+from rxcohort.transforms.drugs import describe_days
 
 FollowUpEvent = Literal["death", "emigration"]
 _EVENT_COLUMNS: dict[str, str] = {"death": "death_date", "emigration": "emigration_date"}

@@ -8,8 +8,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from rxcohort.cohort.attrition import attrition_row
-from rxcohort.cohort.drugs import DrugDefinition, describe_days
 from rxcohort.errors import ParameterError
+from rxcohort.transforms.drugs import DrugDefinition, describe_days
 
 # (label, min, max): max None means no upper bound; both bounds included.
 ExposureBin = tuple[str, int, int | None]

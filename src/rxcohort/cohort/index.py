@@ -8,8 +8,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from rxcohort.cohort.attrition import attrition_row
-from rxcohort.cohort.drugs import DrugDefinition
 from rxcohort.errors import ParameterError
+from rxcohort.transforms.drugs import DrugDefinition
 
 
 def generate_index_cohort(

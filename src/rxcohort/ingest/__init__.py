@@ -1,10 +1,7 @@
-"""Ingestion: a registry delivery into bronze, silver and quarantine, gated by quality suites.
+"""Ingestion's parts: reading a delivery (``delivery``, ``records``), bronze, the row rules
+that route each row to silver or quarantine (``rules``), file stamps and the incremental plan.
 
-See docs/ingest.md for the layers, the reason codes, the row-count invariant and re-delivery.
+The orchestration that runs them - :func:`rxcohort.pipelines.ingest_delivery` - lives in
+``rxcohort.pipelines.ingest``. See docs/ingest.md for the layers, the reason codes, the
+row-count invariant and re-delivery.
 """
-
-from __future__ import annotations
-
-from rxcohort.ingest.pipeline import IngestResult, TableCounts, ingest_delivery
-
-__all__ = ["IngestResult", "TableCounts", "ingest_delivery"]

@@ -8,6 +8,7 @@ Method and columns: docs/persistence.md.
 
 from __future__ import annotations
 
+from rxcohort.persistence.analysis import build_persistence_tables, restrict_to_follow_up
 from rxcohort.persistence.episodes import (
     add_dose_band,
     add_episode_number,
@@ -20,7 +21,6 @@ from rxcohort.persistence.follow_up import (
     add_follow_up,
     generate_persistence,
 )
-from rxcohort.persistence.pipeline import build_persistence_tables, restrict_to_follow_up
 from rxcohort.persistence.survival import fit_cox, fit_km_curves, fit_km_medians
 
 __all__ = [

@@ -123,7 +123,7 @@ def collect_report_data(
     notes: dict[str, str] = {}
     run_info = RunInfo.from_any(run) if run is not None else _latest_run(spark, study_dir / "runs")
     # The tables as the run wrote them: a later run killed half-way left newer versions of
-    # some (rxcohort.snapshot). Without a run that wrote them, the latest.
+    # some (rxcohort.pipelines.snapshot). Without a run that wrote them, the latest.
     written = dict(run_info.output_versions) if run_info and run_info.output_versions else {}
     names = [
         name

@@ -39,7 +39,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from rxcohort.cohort.drugs import DrugDefinition
+from rxcohort.transforms.drugs import DrugDefinition
 
 ALL = "all"
 SEX_LABELS = {1: "male", 2: "female"}

@@ -67,6 +67,7 @@ from rxcohort.ingest.tables import (
 )
 from rxcohort.lock import warehouse_lock
 from rxcohort.log import get_logger
+from rxcohort.pipelines.snapshot import LOAD_VERSIONS, complete_load
 from rxcohort.quality import (
     ExpectationOutcome,
     load_suites,
@@ -78,7 +79,6 @@ from rxcohort.quality import (
 from rxcohort.quality.report import count_text, protect_page
 from rxcohort.reference import who_ddd_frame
 from rxcohort.schemas import SILVER_DISPENSINGS_PARTITION_BY
-from rxcohort.snapshot import LOAD_VERSIONS, complete_load
 from rxcohort.spark import local_frame
 from rxcohort.spark import pandas_validation_rows as default_pandas_validation_rows
 
@@ -588,7 +588,7 @@ class _IngestRun:
         self._record(paths.changes, changes, unfinished, info)
         self._record(paths.quality_runs, self._quality_rows(outcomes), unfinished, info)
         # ... and it records the version of every table the load committed: readers pin to
-        # them (rxcohort.snapshot), so a load killed before this commit is never read half.
+        # them (rxcohort.pipelines.snapshot), so a load killed before this commit is never read half.
         committed = {
             name: version
             for name, path in paths.all_tables().items()

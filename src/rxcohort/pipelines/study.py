@@ -5,7 +5,7 @@ The steps, each a function below:
 1. load the study file (or, with ``as_of``, the definition stored with that run);
 2. pin the input tables to Delta versions (the latest, or the past run's);
 3. read them, check the deliveries cover the study's days, select the study's dispensings;
-4. build cohort, attrition and consumption (:func:`rxcohort.study.build.build_study_tables`);
+4. build cohort, attrition and consumption (:func:`rxcohort.cohort.build.build_study_tables`);
 5. write them to ``<warehouse>/studies/<study_id>/``;
 6. run the analyses on the written tables (:func:`run_analyses`);
 7. append the run to the ``runs`` table - also when a step failed.
@@ -22,20 +22,17 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from rxcohort import io
-from rxcohort.errors import ConfigError, RxCohortError, TableNotFoundError
-from rxcohort.lock import warehouse_lock
-from rxcohort.log import get_logger
-from rxcohort.snapshot import complete_load
-from rxcohort.study.build import (
+from rxcohort.cohort.build import (
     StudyTables,
     build_study_tables,
     index_dispensings_for,
     required_data_range,
     select_dispensings_for,
 )
-from rxcohort.study.loader import StudySource, load_study_source, parse_study
-from rxcohort.study.models import DrugRule, ReimbursementRule, Study
-from rxcohort.study.runs import (
+from rxcohort.errors import ConfigError, RxCohortError, TableNotFoundError
+from rxcohort.lock import warehouse_lock
+from rxcohort.log import get_logger
+from rxcohort.pipelines.runs import (
     STATUS_SUCCEEDED,
     RunRecord,
     append_run,
@@ -44,6 +41,9 @@ from rxcohort.study.runs import (
     new_run_id,
     utc_now,
 )
+from rxcohort.pipelines.snapshot import complete_load
+from rxcohort.study.loader import StudySource, load_study_source, parse_study
+from rxcohort.study.models import DrugRule, ReimbursementRule, Study
 from rxcohort.transforms.dispensings import select_cohort_dispensings
 
 log = get_logger("study")
@@ -289,7 +289,7 @@ def _run_characterisation(
     rows: list[tuple[str, str]],
     progress: Progress,
 ) -> None:
-    from rxcohort.study.analyses import run_characteristics
+    from rxcohort.pipelines.analyses import run_characteristics
 
     progress("characterising the cohort (Table 1)")
     written = run_characteristics(
@@ -311,7 +311,7 @@ def _run_utilisation(
     rows: list[tuple[str, str]],
     progress: Progress,
 ) -> None:
-    from rxcohort.study.analyses import run_prescriber_summary, run_use_over_time
+    from rxcohort.pipelines.analyses import run_prescriber_summary, run_use_over_time
 
     study = inputs.study
     if study.use_over_time is not None:
@@ -352,7 +352,7 @@ def _run_outcome_analyses(
     rows: list[tuple[str, str]],
     progress: Progress,
 ) -> None:
-    from rxcohort.study.analyses import run_persistence, run_statistics
+    from rxcohort.pipelines.analyses import run_persistence, run_statistics
 
     study = inputs.study
 
@@ -442,7 +442,7 @@ def _baseline_window(study: Study) -> str:
 
 def pin_inputs(warehouse: Path, pinned: dict[str, int] | None = None) -> dict[str, int]:
     """Delta version of each input table: ``pinned`` (a past run's), else the version the last
-    complete load committed (:mod:`rxcohort.snapshot`; the latest for a table no load record
+    complete load committed (:mod:`rxcohort.pipelines.snapshot`; the latest for a table no load record
     names)."""
     versions: dict[str, int] = {}
     load_id, loaded = (None, {}) if pinned is not None else complete_load(warehouse)

@@ -26,7 +26,7 @@ from pyspark.sql import SparkSession
 from rxcohort.errors import ConfigError, QualityGateError, RxCohortError, StudyFailedError
 from rxcohort.lock import warehouse_lock
 from rxcohort.log import get_logger
-from rxcohort.snapshot import last_succeeded_run
+from rxcohort.pipelines.snapshot import last_succeeded_run
 from rxcohort.study.loader import StudySource, load_study_source
 
 log = get_logger("refresh")
@@ -92,7 +92,7 @@ def study_sources(paths: Sequence[str | Path]) -> list[StudySource]:
 
 def why_run(warehouse: Path, source: StudySource) -> tuple[bool, str]:
     """Whether the study must run now, and why (or why not)."""
-    from rxcohort.study.pipeline import pin_inputs
+    from rxcohort.pipelines.study import pin_inputs
 
     last = last_succeeded_run(warehouse / "studies" / source.study.study_id)
     if last is None:
@@ -128,10 +128,9 @@ def refresh(
     ``spark`` starts the session when first needed (after the lock is held). ``report`` is
     called with every step as it ends. A closed quality gate ends the refresh (no study runs);
     a failed study is reported and the others still run. ``full`` and ``verify`` are the
-    ingest's (:func:`rxcohort.ingest.ingest_delivery`).
+    ingest's (:func:`rxcohort.pipelines.ingest_delivery`).
     """
-    from rxcohort.ingest import ingest_delivery
-    from rxcohort.study import run_study
+    from rxcohort.pipelines import ingest_delivery, run_study
 
     root = Path(warehouse)
     result = RefreshResult()

@@ -1,6 +1,6 @@
 """From a validated study and input frames to the cohort, attrition and consumption frames.
 
-Pure: no reads, no writes, no collect. :mod:`rxcohort.study.pipeline` does the I/O around it.
+Pure: no reads, no writes, no collect. :mod:`rxcohort.pipelines.study` does the I/O around it.
 The frames that later steps read again are computed once through the ``materialise`` hook of
 :func:`build_study_tables` (local checkpoints by default).
 """

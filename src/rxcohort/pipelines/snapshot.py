@@ -21,7 +21,7 @@ from typing import Any
 
 from rxcohort import io
 from rxcohort.log import get_logger
-from rxcohort.study.runs import STATUS_SUCCEEDED
+from rxcohort.pipelines.runs import STATUS_SUCCEEDED
 
 log = get_logger("snapshot")
 

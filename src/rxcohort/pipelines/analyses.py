@@ -164,10 +164,10 @@ def run_use_over_time(
     """Write ``use_over_time`` (:mod:`rxcohort.transforms.utilisation`) for the index drug and
     each drug group; ``dispensings`` are all silver dispensings, ``data_start`` the data's
     first day (for the new users' look-back)."""
-    from rxcohort.cohort.drugs import DrugDefinition
+    from rxcohort.cohort.build import index_drug_definition
     from rxcohort.stats.frames import finish
-    from rxcohort.study.build import index_drug_definition
     from rxcohort.transforms import utilisation
+    from rxcohort.transforms.drugs import DrugDefinition
 
     section = study.use_over_time
     span = study.use_over_time_period()
@@ -207,8 +207,8 @@ def run_prescriber_summary(
     commit_info: Mapping[str, str],
 ) -> dict[str, int]:
     """Write ``prescriber_summary``: who prescribed the index drug in the index period."""
+    from rxcohort.cohort.build import index_drug_definition
     from rxcohort.stats.frames import finish
-    from rxcohort.study.build import index_drug_definition
     from rxcohort.transforms.utilisation import prescriber_summary_table
 
     period = study.index_period
