@@ -15,6 +15,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from reference_impl import dispensing, ldn, person
 from rxcohort.cohort import (
+    Cohort,
     DrugDefinition,
     add_exposure_count,
     add_exposure_group,
@@ -57,6 +58,13 @@ def kept_ids(frame) -> list[str]:
     return sorted(r["person_id"] for r in frame.select("person_id").collect())
 
 
+def applied(cohort: Cohort) -> tuple:
+    """A new cohort, or a rule applied to a cohort of no steps yet: the persons and the one
+    attrition row the step recorded."""
+    assert len(cohort.steps) == 1
+    return cohort.frame, cohort.steps[0]
+
+
 def one_row(frame) -> tuple:
     rows = frame.collect()
     assert len(rows) == 1
@@ -90,8 +98,10 @@ def test_index_date_is_the_first_ldn_dispensing_in_the_period(spark):
         ldn("same_day", date(2013, 5, 5), dispensing_id="D1", strength_mg=1.5, prescriber_id="P1"),
         dispensing("opioid_only", date(2013, 5, 5), "N02AX02"),
     ]
-    cohort, row = generate_index_cohort(
-        silver(spark, rows), index_drug=LDN, period=(date(2013, 1, 1), date(2013, 12, 31))
+    cohort, row = applied(
+        generate_index_cohort(
+            silver(spark, rows), index_drug=LDN, period=(date(2013, 1, 1), date(2013, 12, 31))
+        )
     )
     assertDataFrameEqual(
         cohort,
@@ -168,8 +178,13 @@ def test_new_users_have_no_ldn_before_the_index_date(spark):
         ldn("no_strength_day_minus_1", day(-1), strength_mg=None),
     ]
     ids = sorted({r["person_id"] for r in rows})
-    kept, row = require_new_users(
-        cohort_at_index(spark, *ids), silver(spark, rows), index_drug=LDN, look_back_days=None
+    kept, row = applied(
+        require_new_users(
+            Cohort(cohort_at_index(spark, *ids)),
+            silver(spark, rows),
+            index_drug=LDN,
+            look_back_days=None,
+        )
     )
     assert kept_ids(kept) == [
         "fifty_mg_day_minus_1",
@@ -190,11 +205,13 @@ def test_new_users_with_a_look_back_of_365_days(spark):
         ldn("day_minus_365", day(-365)),
         ldn("day_minus_364", day(-364)),
     ]
-    kept, row = require_new_users(
-        cohort_at_index(spark, "day_minus_366", "day_minus_365", "day_minus_364"),
-        silver(spark, rows),
-        index_drug=LDN,
-        look_back_days=365,
+    kept, row = applied(
+        require_new_users(
+            Cohort(cohort_at_index(spark, "day_minus_366", "day_minus_365", "day_minus_364")),
+            silver(spark, rows),
+            index_drug=LDN,
+            look_back_days=365,
+        )
     )
     assert kept_ids(kept) == ["day_minus_366"]
     assert one_row(row)[0].endswith("(look-back: the 365 days before)")
@@ -224,7 +241,7 @@ def test_follow_up_excludes_death_or_emigration_before_index_plus_364(spark):
         ],
         schema,
     )
-    kept, row = require_follow_up(cohort, days=364, events=("death", "emigration"))
+    kept, row = applied(require_follow_up(Cohort(cohort), days=364, events=("death", "emigration")))
     assert kept_ids(kept) == [
         "death_364",
         "death_365",
@@ -244,7 +261,7 @@ def test_follow_up_on_death_only_ignores_emigration(spark):
         ]
     )
     cohort = spark.createDataFrame([("emigrated", INDEX, None, day(10))], schema)
-    kept, _ = require_follow_up(cohort, days=364, events=("death",))
+    kept, _ = applied(require_follow_up(Cohort(cohort), days=364, events=("death",)))
     assert kept_ids(kept) == ["emigrated"]
 
 
@@ -263,14 +280,16 @@ def test_prior_opioid_use_window_is_days_minus_365_to_minus_1(spark):
         dispensing("other_analgesic", day(-10), "N02BE01"),
     ]
     ids = sorted({r["person_id"] for r in rows} | {"nothing"})
-    kept, row = require_drug_use(
-        cohort_at_index(spark, *ids),
-        silver(spark, rows),
-        name="prior_opioid_use",
-        atc_prefixes=["N02A"],
-        window=(-365, -1),
-        min_count=1,
-        drug_label="opioids",
+    kept, row = applied(
+        require_drug_use(
+            Cohort(cohort_at_index(spark, *ids)),
+            silver(spark, rows),
+            name="prior_opioid_use",
+            atc_prefixes=["N02A"],
+            window=(-365, -1),
+            min_count=1,
+            drug_label="opioids",
+        )
     )
     assert kept_ids(kept) == ["day_minus_1", "day_minus_364", "day_minus_365"]
     assert one_row(row) == (
@@ -286,24 +305,28 @@ def test_drug_rule_min_count_and_exclusion(spark):
         dispensing("one", day(-5), "N05BA01"),
     ]
     cohort = cohort_at_index(spark, "two", "one", "none")
-    kept, row = require_drug_use(
-        cohort,
-        silver(spark, rows),
-        name="anxiolytics",
-        atc_prefixes=["N05B"],
-        window=(-30, -1),
-        min_count=2,
+    kept, row = applied(
+        require_drug_use(
+            Cohort(cohort),
+            silver(spark, rows),
+            name="anxiolytics",
+            atc_prefixes=["N05B"],
+            window=(-30, -1),
+            min_count=2,
+        )
     )
     assert kept_ids(kept) == ["two"]
     assert one_row(row)[1] == 1
-    excluded, row = require_drug_use(
-        cohort,
-        silver(spark, rows),
-        name="no_anxiolytics",
-        atc_prefixes=["N05B"],
-        window=(-30, -1),
-        min_count=1,
-        exclude=True,
+    excluded, row = applied(
+        require_drug_use(
+            Cohort(cohort),
+            silver(spark, rows),
+            name="no_anxiolytics",
+            atc_prefixes=["N05B"],
+            window=(-30, -1),
+            min_count=1,
+            exclude=True,
+        )
     )
     assert kept_ids(excluded) == ["none"]
     assert one_row(row) == (
@@ -322,12 +345,14 @@ def test_reimbursement_code_rule_matches_code_prefixes_in_the_window(spark):
         dispensing("return", day(-10), "N02AA01", reimbursement_code="L88", packs=-1.0),
     ]
     ids = sorted({r["person_id"] for r in rows})
-    kept, row = require_reimbursement_code(
-        cohort_at_index(spark, *ids),
-        silver(spark, rows),
-        name="rheumatoid_arthritis",
-        codes=["L88", "M05"],
-        window=(-365, -1),
+    kept, row = applied(
+        require_reimbursement_code(
+            Cohort(cohort_at_index(spark, *ids)),
+            silver(spark, rows),
+            name="rheumatoid_arthritis",
+            codes=["L88", "M05"],
+            window=(-365, -1),
+        )
     )
     assert kept_ids(kept) == ["icd_m05_3", "l88"]
     assert one_row(row) == (
@@ -335,13 +360,15 @@ def test_reimbursement_code_rule_matches_code_prefixes_in_the_window(spark):
         "-365 to -1 from index",
         2,
     )
-    only_l04, _ = require_reimbursement_code(
-        cohort_at_index(spark, *ids),
-        silver(spark, rows),
-        name="ra_dmard",
-        codes=["L88", "M05"],
-        window=(-365, -1),
-        atc_prefixes=["L04"],
+    only_l04, _ = applied(
+        require_reimbursement_code(
+            Cohort(cohort_at_index(spark, *ids)),
+            silver(spark, rows),
+            name="ra_dmard",
+            codes=["L88", "M05"],
+            window=(-365, -1),
+            atc_prefixes=["L04"],
+        )
     )
     assert kept_ids(only_l04) == ["icd_m05_3"]
 
@@ -414,15 +441,43 @@ def aged_cohort(spark):
 
 
 def test_age_rule_includes_both_bounds(aged_cohort):
-    kept, row = require_age(aged_cohort, name="adults", min_years=18, max_years=65)
+    kept, row = applied(require_age(Cohort(aged_cohort), name="adults", min_years=18, max_years=65))
     assert kept_ids(kept) == ["age_18", "age_65"]
     assert one_row(row) == ("adults: age at index 18 to 65 years", 2)
-    excluded, _ = require_age(aged_cohort, name="not_children", max_years=17, exclude=True)
+    excluded, _ = applied(
+        require_age(Cohort(aged_cohort), name="not_children", max_years=17, exclude=True)
+    )
     assert kept_ids(excluded) == ["age_18", "age_65", "age_66", "age_unknown"]
 
 
+def test_a_cohort_chains_its_rules_and_carries_their_attrition(aged_cohort):
+    start = Cohort.start(aged_cohort, criterion="everyone")
+    chained = start.then(require_age, name="not_old", max_years=65).then(
+        require_sex, name="women", sex="female"
+    )
+    assert kept_ids(chained.frame) == ["age_18", "age_65"]
+    assertDataFrameEqual(
+        chained.attrition(),
+        [
+            Row(step=0, criterion="everyone", n_persons=5, n_excluded=0),
+            Row(
+                step=1,
+                criterion="not_old: age at index 65 years or less",
+                n_persons=3,
+                n_excluded=2,
+            ),
+            Row(step=2, criterion="women: sex female", n_persons=2, n_excluded=1),
+        ],
+        checkRowOrder=True,
+    )
+    # Immutable: the start is as it was; map changes the frame and records no step.
+    assert len(start.steps) == 1 and kept_ids(start.frame) == kept_ids(aged_cohort)
+    narrowed = chained.map(lambda frame: frame.select("person_id"))
+    assert narrowed.steps == chained.steps and narrowed.frame.columns == ["person_id"]
+
+
 def test_sex_rule(aged_cohort):
-    kept, row = require_sex(aged_cohort, name="women", sex="female")
+    kept, row = applied(require_sex(Cohort(aged_cohort), name="women", sex="female"))
     assert kept_ids(kept) == ["age_18", "age_65"]
     assert one_row(row) == ("women: sex female", 2)
 
@@ -495,8 +550,10 @@ def test_exposure_groups_with_a_gap_drop_the_persons_in_it(spark):
     cohort = spark.createDataFrame([("n1", 1), ("n2", 2), ("n3", 3), ("n4", 4)], schema).transform(
         add_exposure_group, bins=[("ldn_1", 1, 1), ("ldn_4plus", 4, None)]
     )
-    kept, row = require_exposure_group(
-        cohort, drug_label="LDN", window=(0, 364), labels=["ldn_1", "ldn_4plus"]
+    kept, row = applied(
+        require_exposure_group(
+            Cohort(cohort), drug_label="LDN", window=(0, 364), labels=["ldn_1", "ldn_4plus"]
+        )
     )
     assertDataFrameEqual(
         kept,

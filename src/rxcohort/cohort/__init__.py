@@ -1,12 +1,14 @@
 """Cohort building: index dates, inclusion and exclusion criteria with attrition, exposure groups.
 
-Every function is a pure transform (DataFrames in, DataFrames out, no I/O, no collect). The
-``require_*`` functions return ``(cohort, attrition_row)``: the persons who meet the criterion
-and a one-row frame (criterion, n_persons) that :func:`summarise_attrition` numbers and turns
-into the attrition table. Nothing is counted until the attrition table is written.
+Every function is a pure transform (no I/O, no collect). A :class:`Cohort` carries the persons
+and one attrition row per step: :func:`generate_index_cohort` starts one, each ``require_*``
+takes one and returns the persons who meet its criterion with the criterion's row (its text
+from the parameters) appended, and ``add_*`` steps (DataFrame in, DataFrame out) are applied
+with :meth:`Cohort.map`. :meth:`Cohort.attrition` numbers the rows into the attrition table;
+nothing is counted until that table is written.
 """
 
-from rxcohort.cohort.attrition import attrition_row, summarise_attrition
+from rxcohort.cohort.attrition import Cohort, attrition_row, summarise_attrition
 from rxcohort.cohort.criteria import (
     add_person_attributes,
     require_age,
@@ -20,6 +22,7 @@ from rxcohort.cohort.index import generate_index_cohort, require_new_users
 from rxcohort.transforms.drugs import DrugDefinition, describe_days
 
 __all__ = [
+    "Cohort",
     "DrugDefinition",
     "add_exposure_count",
     "add_exposure_group",

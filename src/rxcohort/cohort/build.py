@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from rxcohort.cohort import (
+    Cohort,
     DrugDefinition,
     add_exposure_count,
     add_exposure_group,
@@ -27,7 +28,6 @@ from rxcohort.cohort import (
     require_new_users,
     require_reimbursement_code,
     require_sex,
-    summarise_attrition,
 )
 from rxcohort.study.models import AgeRule, DrugRule, ReimbursementRule, SexRule, Study
 from rxcohort.transforms.consumption import summarise_consumption
@@ -171,65 +171,65 @@ def build_study_tables(
     # Every step reads the dispensings of index-cohort persons only: select all their rows once
     # (the persons found from the index drug's rows alone), and build every step, the index date
     # included, from that small selection.
-    index_persons, _ = generate_index_cohort(dispensings, index_drug=drug, period=period)
+    index_persons = generate_index_cohort(dispensings, index_drug=drug, period=period).frame
     dispensings = keep(select_cohort_dispensings(dispensings, index_persons))
-    cohort, first_row = generate_index_cohort(dispensings, index_drug=drug, period=period)
-    rows = [first_row]
+    cohort = generate_index_cohort(dispensings, index_drug=drug, period=period)
     if study.new_users is not None:
-        cohort, row = require_new_users(
-            cohort, dispensings, index_drug=drug, look_back_days=study.new_users.look_back_days
+        look_back = study.new_users.look_back_days
+        cohort = cohort.then(
+            require_new_users, dispensings, index_drug=drug, look_back_days=look_back
         )
-        rows.append(row)
     # After the new-user rule, which needs none of them, so that one materialisation serves both.
-    cohort = keep(add_person_attributes(cohort, persons))
+    cohort = cohort.map(add_person_attributes, persons).map(keep)
     if study.follow_up is not None:
         # A filter on the cohort's own columns: its plan stays small without materialising.
-        cohort, row = require_follow_up(
-            cohort, days=study.follow_up.days, events=study.follow_up.events
-        )
-        rows.append(row)
+        follow_up = study.follow_up
+        cohort = cohort.then(require_follow_up, days=follow_up.days, events=follow_up.events)
     for section, rule in study.rules:
-        cohort, row = _apply_rule(study, cohort, dispensings, rule, exclude=section == "exclusion")
+        cohort = _apply_rule(study, cohort, dispensings, rule, exclude=section == "exclusion")
         if isinstance(rule, DrugRule | ReimbursementRule):
-            cohort = keep(cohort)
-        rows.append(row)
-
-    exposure_window = study.window_days(study.exposure_window)
-    cohort = cohort.transform(
-        add_exposure_count, dispensings, index_drug=drug, window=exposure_window
-    ).transform(add_exposure_group, bins=[(g.label, g.min, g.max) for g in study.exposure_groups])
-    if not study.exposure_groups_cover_all_counts():
-        cohort, row = require_exposure_group(
-            cohort,
-            drug_label=drug.label,
-            window=exposure_window,
-            labels=[g.label for g in study.exposure_groups],
-        )
-        rows.append(row)
-    cohort = keep(cohort.select(*COHORT_COLUMNS))
-
+            cohort = cohort.map(keep)
+    cohort = _add_exposure(study, cohort, dispensings, drug).map(
+        lambda frame: keep(frame.select(*COHORT_COLUMNS))
+    )
     consumption = summarise_consumption(
-        cohort,
+        cohort.frame,
         dispensings,
         drug_groups=study.drug_groups,
         windows={name: window.days for name, window in study.windows.items()},
     )
     return StudyTables(
-        cohort=cohort,
-        attrition=summarise_attrition(rows),
+        cohort=cohort.frame,
+        attrition=cohort.attrition(),
         consumption=consumption,
         dispensings=dispensings,
     )
 
 
+def _add_exposure(
+    study: Study, cohort: Cohort, dispensings: DataFrame, drug: DrugDefinition
+) -> Cohort:
+    """The exposure count and group; the persons outside every group leave when the groups
+    do not cover every count (the only case that adds an attrition step)."""
+    window = study.window_days(study.exposure_window)
+    bins = [(g.label, g.min, g.max) for g in study.exposure_groups]
+    cohort = cohort.map(add_exposure_count, dispensings, index_drug=drug, window=window).map(
+        add_exposure_group, bins=bins
+    )
+    if study.exposure_groups_cover_all_counts():
+        return cohort
+    labels = [g.label for g in study.exposure_groups]
+    return cohort.then(require_exposure_group, drug_label=drug.label, window=window, labels=labels)
+
+
 def _apply_rule(
     study: Study,
-    cohort: DataFrame,
+    cohort: Cohort,
     dispensings: DataFrame,
     rule: DrugRule | ReimbursementRule | AgeRule | SexRule,
     *,
     exclude: bool,
-) -> tuple[DataFrame, DataFrame]:
+) -> Cohort:
     if isinstance(rule, DrugRule):
         atc = study.rule_atc(rule)
         assert atc is not None  # the model requires drug_group or atc

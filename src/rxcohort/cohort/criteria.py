@@ -8,7 +8,7 @@ from typing import Literal
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from rxcohort.cohort.attrition import attrition_row
+from rxcohort.cohort.attrition import Cohort
 from rxcohort.errors import ParameterError
 from rxcohort.transforms.codes import describe_codes, starts_with_any_filter
 from rxcohort.transforms.drugs import describe_days
@@ -33,11 +33,11 @@ def add_person_attributes(cohort: DataFrame, persons: DataFrame) -> DataFrame:
 
 
 def require_follow_up(
-    cohort: DataFrame,
+    cohort: Cohort,
     *,
     days: int,
     events: Sequence[FollowUpEvent] = ("death", "emigration"),
-) -> tuple[DataFrame, DataFrame]:
+) -> Cohort:
     """Exclude persons with an event (death, emigration) before index + ``days``.
 
     An event on day index + ``days`` or later keeps the person; the cohort needs the
@@ -52,13 +52,12 @@ def require_follow_up(
     any_early = early[0]
     for condition in early[1:]:
         any_early = any_early | condition
-    kept = cohort.where(~any_early)
     criterion = f"full follow-up: no {' or '.join(events)} before index + {days} days"
-    return kept, attrition_row(kept, criterion=criterion)
+    return cohort.require(cohort.frame.where(~any_early), criterion=criterion)
 
 
 def require_drug_use(
-    cohort: DataFrame,
+    cohort: Cohort,
     dispensings: DataFrame,
     *,
     name: str,
@@ -67,7 +66,7 @@ def require_drug_use(
     min_count: int = 1,
     drug_label: str | None = None,
     exclude: bool = False,
-) -> tuple[DataFrame, DataFrame]:
+) -> Cohort:
     """Keep persons with at least ``min_count`` dispensings (packs > 0) of ``atc_prefixes`` in
     ``window`` (days from index, both ends included); with ``exclude``, remove them instead."""
     drugs = (
@@ -89,7 +88,7 @@ def require_drug_use(
 
 
 def require_reimbursement_code(
-    cohort: DataFrame,
+    cohort: Cohort,
     dispensings: DataFrame,
     *,
     name: str,
@@ -99,7 +98,7 @@ def require_reimbursement_code(
     atc_prefixes: Sequence[str] | None = None,
     drug_label: str | None = None,
     exclude: bool = False,
-) -> tuple[DataFrame, DataFrame]:
+) -> Cohort:
     """Keep persons with at least ``min_count`` dispensings (packs > 0) whose reimbursement
     code starts with one of ``codes`` in ``window``, optionally only of ``atc_prefixes``."""
     condition = starts_with_any_filter("reimbursement_code", codes)
@@ -121,13 +120,13 @@ def require_reimbursement_code(
 
 
 def require_age(
-    cohort: DataFrame,
+    cohort: Cohort,
     *,
     name: str,
     min_years: int | None = None,
     max_years: int | None = None,
     exclude: bool = False,
-) -> tuple[DataFrame, DataFrame]:
+) -> Cohort:
     """Keep persons whose age at index is from ``min_years`` to ``max_years`` (both included).
 
     A person with unknown age never meets the rule (kept by ``exclude``)."""
@@ -149,27 +148,27 @@ def require_age(
 
 
 def require_sex(
-    cohort: DataFrame,
+    cohort: Cohort,
     *,
     name: str,
     sex: Literal["male", "female"],
     exclude: bool = False,
-) -> tuple[DataFrame, DataFrame]:
+) -> Cohort:
     """Keep persons of ``sex`` (person table: 1 = male, 2 = female)."""
     condition = F.col("sex") == F.lit(SEX_CODES[sex])
     return _require_condition(cohort, condition, name=name, text=f"sex {sex}", exclude=exclude)
 
 
 def _require_condition(
-    cohort: DataFrame, condition: Column, *, name: str, text: str, exclude: bool
-) -> tuple[DataFrame, DataFrame]:
+    cohort: Cohort, condition: Column, *, name: str, text: str, exclude: bool
+) -> Cohort:
     meets = F.coalesce(condition, F.lit(False))
-    kept = cohort.where(~meets if exclude else meets)
-    return kept, attrition_row(kept, criterion=_criterion(name, text, exclude=exclude))
+    kept = cohort.frame.where(~meets if exclude else meets)
+    return cohort.require(kept, criterion=_criterion(name, text, exclude=exclude))
 
 
 def _require_dispensings(
-    cohort: DataFrame,
+    cohort: Cohort,
     dispensings: DataFrame,
     *,
     condition: Column,
@@ -177,7 +176,7 @@ def _require_dispensings(
     min_count: int,
     exclude: bool,
     criterion: str,
-) -> tuple[DataFrame, DataFrame]:
+) -> Cohort:
     start, end = window
     if end < start:
         raise ParameterError(f"window ends before it starts: {window}")
@@ -185,7 +184,7 @@ def _require_dispensings(
         raise ParameterError("min_count must be at least 1")
     # ``condition`` filters rows only (an exclusion anti-joins the persons, never negates it),
     # so it may be the pushable, null-propagating form.
-    keys = F.broadcast(cohort.select("person_id", "index_date"))
+    keys = F.broadcast(cohort.frame.select("person_id", "index_date"))
     day = F.datediff("dispense_date", "index_date")
     meeting = (
         dispensings.where(condition & (F.col("packs") > 0))
@@ -196,8 +195,8 @@ def _require_dispensings(
         .where(F.col("_n") >= min_count)
         .select("person_id")
     )
-    kept = cohort.join(meeting, "person_id", "left_anti" if exclude else "left_semi")
-    return kept, attrition_row(kept, criterion=criterion)
+    kept = cohort.frame.join(meeting, "person_id", "left_anti" if exclude else "left_semi")
+    return cohort.require(kept, criterion=criterion)
 
 
 def _criterion(name: str, text: str, *, exclude: bool) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from rxcohort.cohort.attrition import attrition_row
+from rxcohort.cohort.attrition import Cohort
 from rxcohort.errors import ParameterError
 from rxcohort.transforms.drugs import DrugDefinition, describe_days
 
@@ -61,12 +61,12 @@ def add_exposure_group(
 
 
 def require_exposure_group(
-    cohort: DataFrame, *, drug_label: str, window: tuple[int, int], labels: Sequence[str]
-) -> tuple[DataFrame, DataFrame]:
+    cohort: Cohort, *, drug_label: str, window: tuple[int, int], labels: Sequence[str]
+) -> Cohort:
     """Keep persons whose count falls in an exposure group (needed when the bins leave gaps)."""
-    kept = cohort.where(F.col("exposure_group").isNotNull())
+    kept = cohort.frame.where(F.col("exposure_group").isNotNull())
     criterion = (
         f"exposure: number of {drug_label} dispensings on {describe_days(window)} falls in an "
         f"exposure group ({', '.join(labels)})"
     )
-    return kept, attrition_row(kept, criterion=criterion)
+    return cohort.require(kept, criterion=criterion)

@@ -7,7 +7,7 @@ from datetime import date
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from rxcohort.cohort.attrition import attrition_row
+from rxcohort.cohort.attrition import Cohort
 from rxcohort.errors import ParameterError
 from rxcohort.transforms.drugs import DrugDefinition
 
@@ -17,12 +17,12 @@ def generate_index_cohort(
     *,
     index_drug: DrugDefinition,
     period: tuple[date, date],
-) -> tuple[DataFrame, DataFrame]:
+) -> Cohort:
     """Persons with a dispensing of ``index_drug`` in ``period`` (both ends included).
 
     Returns one row per person - person_id, index_date (the earliest such dispensing),
     index_strength_mg and index_prescriber_id (from that dispensing; with several on the index
-    date, the one with the smallest dispensing_id) - and attrition step 0.
+    date, the one with the smallest dispensing_id) - as a cohort whose attrition step 0 they are.
     """
     start, end = period
     first = (
@@ -51,22 +51,22 @@ def generate_index_cohort(
         f"first dispensing of {index_drug.describe()} from {start.isoformat()} to "
         f"{end.isoformat()} (the index date)"
     )
-    return cohort, attrition_row(cohort, criterion=criterion)
+    return Cohort.start(cohort, criterion=criterion)
 
 
 def require_new_users(
-    cohort: DataFrame,
+    cohort: Cohort,
     dispensings: DataFrame,
     *,
     index_drug: DrugDefinition,
     look_back_days: int | None = None,
-) -> tuple[DataFrame, DataFrame]:
+) -> Cohort:
     """Keep persons with no dispensing of ``index_drug`` before their index date.
 
     ``look_back_days`` limits the search to the days index - look_back_days .. index - 1;
     None searches all earlier data (the whole delivery).
     """
-    keys = F.broadcast(cohort.select("person_id", "index_date"))
+    keys = F.broadcast(cohort.frame.select("person_id", "index_date"))
     earlier = dispensings.where(index_drug.filter()).join(keys, "person_id")
     before = F.col("dispense_date") < F.col("index_date")
     if look_back_days is not None:
@@ -74,9 +74,9 @@ def require_new_users(
             raise ParameterError("look_back_days must be at least 1")
         before = before & (F.col("dispense_date") >= F.date_sub("index_date", look_back_days))
     prior_users = earlier.where(before).select("person_id").distinct()
-    kept = cohort.join(prior_users, "person_id", "left_anti")
+    kept = cohort.frame.join(prior_users, "person_id", "left_anti")
     span = "all earlier data" if look_back_days is None else f"the {look_back_days} days before"
     criterion = (
         f"new users: no dispensing of {index_drug.label} before the index date (look-back: {span})"
     )
-    return kept, attrition_row(kept, criterion=criterion)
+    return cohort.require(kept, criterion=criterion)

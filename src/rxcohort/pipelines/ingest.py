@@ -426,11 +426,44 @@ class _IngestRun:
     def execute(
         self, suites: dict[str, Any], versions_before: dict[str, int | None]
     ) -> IngestResult:
-        spark, paths = self.spark, self.paths
         changed_names = {c.file.name for c in self.changed}
+        rebuild = self._tables_to_rebuild(versions_before)
+        self.say(f"reading {len(self.changed)} new or changed file(s)")
+        staged_bronze, bronze = self._read_bronze(changed_names, versions_before)
+        files_frame = self._files_frame(changed_names, versions_before)
+
+        self.say("building silver and quarantine")
+        classified, silver, quarantine = self._classify(
+            bronze, files_frame, changed_names, versions_before, rebuild
+        )
+        staged_silver, staged_quarantine = self._stage_silver_and_quarantine(
+            silver, quarantine, rebuild, versions_before
+        )
+        changes = self._changes(staged_silver, staged_quarantine)
+        statuses = self._all_statuses(classified, silver, staged_quarantine, files_frame)
+        counts = self._counts(statuses, bronze)
+        for table, c in counts.items():
+            self.say(
+                f"{table}: {c.bronze:,} rows = {c.clean:,} clean + {c.quarantined:,} quarantined "
+                f"+ {c.duplicates:,} duplicates"
+            )
+
+        self.say("running quality suites")
+        outcomes, report_path = self._run_quality(suites, silver, statuses, counts)
+
+        self.say("committing")
+        self._commit(staged_bronze, staged_silver, staged_quarantine)
+        self._commit_bookkeeping(changes, outcomes, files_frame)
+        self._check_committed(counts)
+        self.say(f"done: load {self.load_id}")
+        return self._result(changed_names, counts, outcomes, report_path)
+
+    # -- the stages of a load, in order --------------------------------------------------------
+
+    def _tables_to_rebuild(self, versions_before: dict[str, int | None]) -> dict[str, bool]:
+        """persons and prescribers are rebuilt only when one of their files changed (or a
+        table is missing); dispensings depend on everything (known persons, delivery periods)."""
         changed_tables = {c.file.table for c in self.changed}
-        # persons and prescribers are rebuilt only when one of their files changed (or a table
-        # is missing); dispensings depend on everything (known persons, delivery periods).
         rebuild = {
             table: table in changed_tables
             or versions_before[f"silver/{table}"] is None
@@ -438,10 +471,15 @@ class _IngestRun:
             for table in TABLES
         }
         rebuild["dispensings"] = True
+        return rebuild
 
-        self.say(f"reading {len(self.changed)} new or changed file(s)")
+    def _read_bronze(
+        self, changed_names: set[str], versions_before: dict[str, int | None]
+    ) -> tuple[dict[str, io.StagedTable], dict[str, DataFrame]]:
+        """The changed files' rows staged for bronze, and each table's bronze after the load."""
+        changed_tables = {c.file.table for c in self.changed}
         read = read_bronze_rows(
-            spark,
+            self.spark,
             self.changed,
             load_id=self.load_id,
             load_time=self.load_time,
@@ -454,7 +492,7 @@ class _IngestRun:
                 # Each task reads one stretch of one file: no shuffle, rows in line order.
                 staged_bronze[table] = self._stage(
                     read[table],
-                    paths.bronze(table),
+                    self.paths.bronze(table),
                     partition_by=BRONZE_PARTITION_BY,
                     sort_within_partitions=["line_number"],
                     cluster=False,
@@ -465,9 +503,21 @@ class _IngestRun:
         bronze = {
             t: self._bronze_after(t, new_rows[t], changed_names, versions_before) for t in TABLES
         }
-        files_frame = self._files_frame(changed_names, versions_before)
+        return staged_bronze, bronze
 
-        self.say("building silver and quarantine")
+    def _classify(
+        self,
+        bronze: dict[str, DataFrame],
+        files_frame: DataFrame,
+        changed_names: set[str],
+        versions_before: dict[str, int | None],
+        rebuild: dict[str, bool],
+    ) -> tuple[dict[str, DataFrame], dict[str, DataFrame], dict[str, DataFrame]]:
+        """Every bronze row with its verdict, and the silver and quarantine rows they give.
+
+        After an incremental plan only the affected dispensings are classified again (and
+        ``rebuild["dispensings"]`` says whether there are any); their silver and quarantine
+        rows are merged with the committed rows of the same partitions."""
         persons = self._cache(rules.classify_persons(bronze["persons"]))
         prescribers = self._cache(rules.classify_prescribers(bronze["prescribers"]))
         to_classify = bronze["dispensings"]
@@ -481,7 +531,7 @@ class _IngestRun:
             to_classify,
             persons,
             files_frame,
-            who_ddd_frame(spark),
+            who_ddd_frame(self.spark),
             materialise=self._materialise,
         )
         if self.incremental is not None:  # the context's other rows keep their verdicts
@@ -497,6 +547,17 @@ class _IngestRun:
             silver["dispensings"], quarantine["dispensings"] = self._merge_dispensings(
                 silver["dispensings"], quarantine["dispensings"], versions_before
             )
+        return classified, silver, quarantine
+
+    def _stage_silver_and_quarantine(
+        self,
+        silver: dict[str, DataFrame],
+        quarantine: dict[str, DataFrame],
+        rebuild: dict[str, bool],
+        versions_before: dict[str, int | None],
+    ) -> tuple[dict[str, io.StagedTable], dict[str, io.StagedTable]]:
+        """Stage the tables to rebuild; ``silver`` then holds what was written (read back
+        rather than computed again), with the untouched partitions after an incremental load."""
         staged_silver: dict[str, io.StagedTable] = {}
         staged_quarantine: dict[str, io.StagedTable] = {}
         for table in TABLES:
@@ -513,36 +574,45 @@ class _IngestRun:
                     "cluster": False,
                     "row_group_bytes": SILVER_ROW_GROUP_BYTES,
                 }
-            staged_silver[table] = self._stage(silver[table], paths.silver(table), **layout)
-            staged_quarantine[table] = self._stage(quarantine[table], paths.quarantine(table))
-            # From here on, read what was written rather than computing it again.
+            staged_silver[table] = self._stage(silver[table], self.paths.silver(table), **layout)
+            staged_quarantine[table] = self._stage(quarantine[table], self.paths.quarantine(table))
             silver[table] = staged_silver[table].frame()
             if table == "dispensings" and self.incremental is not None:
                 untouched = self._untouched_silver(versions_before)
                 silver[table] = untouched.unionByName(silver[table].select(*untouched.columns))
+        return staged_silver, staged_quarantine
 
-        changes = self._changes(staged_silver, staged_quarantine)
-        # After an incremental update the dispensings' statuses come from silver and
-        # quarantine (below), not from the rows classified again.
+    def _all_statuses(
+        self,
+        classified: dict[str, DataFrame],
+        silver: dict[str, DataFrame],
+        staged_quarantine: dict[str, io.StagedTable],
+        files_frame: DataFrame,
+    ) -> dict[str, DataFrame]:
+        """Each table's row statuses. After an incremental update the dispensings' come from
+        silver and quarantine, not from the rows classified again."""
         skip = ("dispensings",) if self.incremental is not None else ()
         statuses = self._statuses({t: f for t, f in classified.items() if t not in skip})
         if self.incremental is not None:
             if self.incremental.nothing:  # no dispensing row can change: as committed
-                silver["dispensings"] = io.read_table(spark, paths.silver("dispensings"))
-                after = io.read_table(spark, paths.quarantine("dispensings"))
+                silver["dispensings"] = io.read_table(self.spark, self.paths.silver("dispensings"))
+                after = io.read_table(self.spark, self.paths.quarantine("dispensings"))
             else:
                 after = staged_quarantine["dispensings"].frame()
             statuses["dispensings"] = self._incremental_statuses(
                 silver["dispensings"], after, files_frame
             )
-        counts = self._counts(statuses, bronze)
-        for table, c in counts.items():
-            self.say(
-                f"{table}: {c.bronze:,} rows = {c.clean:,} clean + {c.quarantined:,} quarantined "
-                f"+ {c.duplicates:,} duplicates"
-            )
+        return statuses
 
-        self.say("running quality suites")
+    def _run_quality(
+        self,
+        suites: dict[str, Any],
+        silver: dict[str, DataFrame],
+        statuses: dict[str, DataFrame],
+        counts: dict[str, TableCounts],
+    ) -> tuple[list[Any], Path]:
+        """The raw suite over the row statuses and each table's suite over its silver; the
+        quality report written; a failed hard expectation stops the load here."""
         views = {
             "persons": silver["persons"],
             "prescribers": silver["prescribers"],
@@ -561,12 +631,20 @@ class _IngestRun:
         for o in outcomes:
             if not o.success:
                 log.warning("soft expectation failed: %s %s", o.suite, o.label)
+        return outcomes, report_path
 
-        self.say("committing")
-        info = {"rxcohort.load_id": self.load_id, "rxcohort.operation": "ingest"}
+    def _commit(
+        self,
+        staged_bronze: dict[str, io.StagedTable],
+        staged_silver: dict[str, io.StagedTable],
+        staged_quarantine: dict[str, io.StagedTable],
+    ) -> None:
+        """One commit per table: bronze replaces the changed files' rows, silver the
+        partitions an incremental load touched (else all of it), quarantine all of it."""
+        info = self._commit_info()
         for table, staged in staged_bronze.items():
             names = sorted({c.file.name for c in self.changed if c.file.table == table})
-            exists = io.table_exists(paths.bronze(table))
+            exists = io.table_exists(self.paths.bronze(table))
             staged.commit(
                 mode="overwrite",
                 replace_where={"source_file": names} if exists else None,
@@ -580,14 +658,20 @@ class _IngestRun:
             )
             staged_silver[table].commit(mode="overwrite", replace_where=where, commit_info=info)
             staged_quarantine[table].commit(mode="overwrite", commit_info=info)
-        # The bookkeeping: bronze/files is the load's last commit, so a load is complete when
-        # a bronze/files commit names it. A load killed between its deliveries row and that
-        # commit left bookkeeping rows of a load that did not happen: they are replaced here.
+
+    def _commit_bookkeeping(
+        self, changes: DataFrame, outcomes: list[Any], files_frame: DataFrame
+    ) -> None:
+        """The deliveries, changes and quality rows, then bronze/files: the load's last
+        commit, so a load is complete when a bronze/files commit names it. A load killed
+        between its deliveries row and that commit left bookkeeping rows of a load that did
+        not happen: they are replaced here."""
+        paths, info = self.paths, self._commit_info()
         unfinished = self._unfinished_loads()
         self._record(paths.deliveries, self._delivery_row(), unfinished, info)
         self._record(paths.changes, changes, unfinished, info)
         self._record(paths.quality_runs, self._quality_rows(outcomes), unfinished, info)
-        # ... and it records the version of every table the load committed: readers pin to
+        # bronze/files records the version of every table the load committed: readers pin to
         # them (rxcohort.pipelines.snapshot), so a load killed before this commit is never read half.
         committed = {
             name: version
@@ -597,9 +681,17 @@ class _IngestRun:
         record = {**info, LOAD_VERSIONS: json.dumps(committed, sort_keys=True)}
         io.write_table(files_frame.coalesce(1), paths.files, mode="overwrite", commit_info=record)
 
-        self._check_committed(counts)
-        versions = {name: io.table_version(p) for name, p in paths.all_tables().items()}
-        self.say(f"done: load {self.load_id}")
+    def _commit_info(self) -> dict[str, str]:
+        return {"rxcohort.load_id": self.load_id, "rxcohort.operation": "ingest"}
+
+    def _result(
+        self,
+        changed_names: set[str],
+        counts: dict[str, TableCounts],
+        outcomes: list[Any],
+        report_path: Path,
+    ) -> IngestResult:
+        versions = {name: io.table_version(p) for name, p in self.paths.all_tables().items()}
         return IngestResult(
             delivery_dir=self.delivery.directory,
             load_id=self.load_id,
