@@ -145,47 +145,11 @@ def generate_delivery(
         plan = plan_population(persons=persons, seed=seed, start=start, end=end, ldn_rate=ldn_rate)
         presc_plan = plan_prescribers(persons)
         log.info("generating %s persons, %s prescribers", f"{persons:,}", f"{presc_plan.total:,}")
-        with timer("population"):
-            generate_population(spark, plan=plan, prescribers=presc_plan).write.parquet(
-                str(staging / "persons.parquet")
-            )
-        people = spark.read.parquet(str(staging / "persons.parquet"))
-        with timer("dispensings"):
-            events = generate_events(
-                spark, people, plan=plan, prescribers=presc_plan, effects=effects
-            )
-            lines = dispensing_lines(events, seed=seed, persons=persons, defect_rate=defects)
-            lines.write.parquet(str(staging / "dispensings.parquet"))
-            staged = spark.read.parquet(str(staging / "dispensings.parquet"))
-            counts = _line_counts(staged)
+        people, staged, counts = _stage_rows(
+            spark, staging, plan, presc_plan, effects=effects, defects=defects, timer=timer
+        )
         log.info("generated %s dispensing rows; writing files", f"{counts['rows']:,}")
-        suffix = ".csv.gz" if gzip else ".csv"
-        files: list[FileInfo] = []
-        with timer("write persons and prescribers"):
-            files.append(
-                _write_sorted(
-                    persons_lines(people, seed=seed),
-                    staging / "persons_txt",
-                    out,
-                    f"persons{suffix}",
-                    header(PERSONS_COLUMNS),
-                    gzip,
-                )
-            )
-            files.append(
-                _write_sorted(
-                    prescribers_lines(generate_prescribers(spark, plan=presc_plan, seed=seed)),
-                    staging / "prescribers_txt",
-                    out,
-                    f"prescribers{suffix}",
-                    header(PRESCRIBERS_COLUMNS),
-                    gzip,
-                )
-            )
-        with timer("write dispensings"):
-            files.extend(
-                _write_dispensings(staged, staging / "dispensings_txt", out, plan, gzip, suffix)
-            )
+        files = _write_files(spark, staging, out, plan, presc_plan, people, staged, gzip, timer)
         written = sum(f.rows for f in files if f.path.startswith("dispensings/"))
         if written != counts["rows"] or files[0].rows != persons:
             raise RuntimeError("generated and written row counts differ; delivery is incomplete")
@@ -209,6 +173,74 @@ def generate_delivery(
         step_seconds=dict(timer.seconds),
         truth=truth,
     )
+
+
+def _stage_rows(
+    spark: SparkSession,
+    staging: Path,
+    plan: PopulationPlan,
+    presc_plan: PrescriberPlan,
+    *,
+    effects: Mapping[str, Mapping[str, float]],
+    defects: float,
+    timer: _Timer,
+) -> tuple[DataFrame, DataFrame, dict[str, Any]]:
+    """The population and the dispensing lines, written to the staging area once and read
+    back (every file and count is made from the same rows): persons, lines, line counts."""
+    with timer("population"):
+        generate_population(spark, plan=plan, prescribers=presc_plan).write.parquet(
+            str(staging / "persons.parquet")
+        )
+    people = spark.read.parquet(str(staging / "persons.parquet"))
+    with timer("dispensings"):
+        events = generate_events(spark, people, plan=plan, prescribers=presc_plan, effects=effects)
+        lines = dispensing_lines(events, seed=plan.seed, persons=plan.persons, defect_rate=defects)
+        lines.write.parquet(str(staging / "dispensings.parquet"))
+        staged = spark.read.parquet(str(staging / "dispensings.parquet"))
+        counts = _line_counts(staged)
+    return people, staged, counts
+
+
+def _write_files(
+    spark: SparkSession,
+    staging: Path,
+    out: Path,
+    plan: PopulationPlan,
+    presc_plan: PrescriberPlan,
+    people: DataFrame,
+    staged: DataFrame,
+    gzip: bool,
+    timer: _Timer,
+) -> list[FileInfo]:
+    """persons, prescribers and one dispensings file per year, in the contract's layout."""
+    suffix = ".csv.gz" if gzip else ".csv"
+    files: list[FileInfo] = []
+    with timer("write persons and prescribers"):
+        files.append(
+            _write_sorted(
+                persons_lines(people, seed=plan.seed),
+                staging / "persons_txt",
+                out,
+                f"persons{suffix}",
+                header(PERSONS_COLUMNS),
+                gzip,
+            )
+        )
+        files.append(
+            _write_sorted(
+                prescribers_lines(generate_prescribers(spark, plan=presc_plan, seed=plan.seed)),
+                staging / "prescribers_txt",
+                out,
+                f"prescribers{suffix}",
+                header(PRESCRIBERS_COLUMNS),
+                gzip,
+            )
+        )
+    with timer("write dispensings"):
+        files.extend(
+            _write_dispensings(staged, staging / "dispensings_txt", out, plan, gzip, suffix)
+        )
+    return files
 
 
 # --------------------------------------------------------------------------------------------

@@ -251,12 +251,36 @@ _CROSS_COLUMNS = (
 
 def generate_chronic(persons: DataFrame, regimens: DataFrame, *, seed: int) -> DataFrame:
     """Refills over treatment episodes: one episode per person and chronic regimen at most."""
-    idx, code = F.col("idx"), F.col("code")
-    # Steady state: a person is on treatment when the period opens with the point prevalence
-    # of their age then; new episodes start at prevalence / duration per year, each lasting
-    # Exp(duration), at the prevalence of the age they reach, plus the rate at which users
-    # die or emigrate: that is how users who leave are replaced by others, and use stays level
-    # over calendar time.
+    df = _chronic_episodes(persons, regimens, seed=seed)
+    df = _chronic_products(df)
+    df = _chronic_span(df)
+    return _events(_chronic_refills(df, seed=seed))
+
+
+_CHRONIC_DRAWS = (
+    "product",
+    "per_day",
+    "packs",
+    "adh",
+    "phase",
+    "incident",
+    "pool",
+    "member",
+    "own",
+    "hospital",
+    "blue",
+    "episode",
+)
+
+
+def _chronic_episodes(persons: DataFrame, regimens: DataFrame, *, seed: int) -> DataFrame:
+    """The (person, regimen) pairs with an episode, and the draws that shape it.
+
+    Steady state: a person is on treatment when the period opens with the point prevalence of
+    their age then; new episodes start at prevalence / duration per year, each lasting
+    Exp(duration), at the prevalence of the age they reach, plus the rate at which users die
+    or emigrate: that is how users who leave are replaced by others, and use stays level over
+    calendar time."""
     obs_days = F.col("obs_end") - F.col("obs_start") + 1
     level_start = F.least(F.lit(1.0), _level(F.col("sex"), "band_start"))
     level_end = F.least(F.lit(1.0), _level(F.col("sex"), "band_end"))
@@ -267,35 +291,18 @@ def generate_chronic(persons: DataFrame, regimens: DataFrame, *, seed: int) -> D
     df = persons.select(*_CROSS_COLUMNS).crossJoin(F.broadcast(regimens))
     df = df.withColumns(
         {
-            "u_chronic": uniform(seed, "chronic", idx, code),
+            "u_chronic": uniform(seed, "chronic", F.col("idx"), F.col("code")),
             "p_prevalent": p_prevalent,
             "p_incident": p_incident,
         }
     )
     df = df.where(F.col("u_chronic") < F.col("p_prevalent") + F.col("p_incident"))
-    df = with_uniforms(
-        df,
-        seed,
-        ["idx", "code"],
-        (
-            "product",
-            "per_day",
-            "packs",
-            "adh",
-            "phase",
-            "incident",
-            "pool",
-            "member",
-            "own",
-            "hospital",
-            "blue",
-            "episode",
-        ),
-    )
+    return with_uniforms(df, seed, ["idx", "code"], _CHRONIC_DRAWS)
 
-    def u(purpose: str) -> Column:
-        return F.col("u_" + purpose)
 
+def _chronic_products(df: DataFrame) -> DataFrame:
+    """The episode's product, packs per fill, days between fills, prescriber, reimbursement."""
+    u = _draw
     df = df.withColumn("choice", pick_from_array(u("product"), F.col("prod_cum")) + 1)
     choice = F.col("choice")
     lo, hi = item(F.col("p_lo"), choice), item(F.col("p_hi"), choice)
@@ -315,14 +322,28 @@ def generate_chronic(persons: DataFrame, regimens: DataFrame, *, seed: int) -> D
             "from_gp": from_gp,
         }
     )
+    reimb, rcode = _reimbursement(u("hospital"), u("blue"), F.col("from_gp"))
+    return df.withColumns({"reimb": reimb, "rcode": rcode})
+
+
+def _chronic_span(df: DataFrame) -> DataFrame:
+    """first..last: a prevalent episode's first fill falls within one gap of the period's
+    start, an incident one anywhere in the person's observation; each lasts Exp(years)."""
+    u = _draw
+    obs_days = F.col("obs_end") - F.col("obs_start") + 1
     prevalent = F.col("u_chronic") < F.col("p_prevalent")
     first = F.when(prevalent, F.col("obs_start") + F.floor(u("phase") * F.col("gap"))).otherwise(
         F.col("obs_start") + F.floor(u("incident") * obs_days)
     )
-    reimb, rcode = _reimbursement(u("hospital"), u("blue"), F.col("from_gp"))
-    df = df.withColumns({"first": first.cast("int"), "reimb": reimb, "rcode": rcode})
+    df = df.withColumn("first", first.cast("int"))
     episode_end = F.col("first") + F.floor(-F.log(u("episode")) * F.col("years") * 365.25)
-    df = df.withColumn("last", F.least(episode_end.cast("int"), F.col("obs_end")))
+    return df.withColumn("last", F.least(episode_end.cast("int"), F.col("obs_end")))
+
+
+def _chronic_refills(df: DataFrame, *, seed: int) -> DataFrame:
+    """One row per fill, every gap days (jittered) from first to last; now and then a locum
+    or a colleague writes the repeat prescription."""
+    u = _draw
     n = F.floor((F.col("last") - F.col("first")) / F.col("gap")).cast("int") + 1
     df = df.where(F.col("last") >= F.col("first")).withColumn(
         "k", F.explode(F.sequence(F.lit(0), n - 1))
@@ -333,18 +354,21 @@ def generate_chronic(persons: DataFrame, regimens: DataFrame, *, seed: int) -> D
     k = F.col("k")
     jitter = F.when(k > 0, (u("jitter") - 0.5) * 0.2 * F.col("gap")).otherwise(F.lit(0.0))
     day = F.col("first") + F.round(k * F.col("gap") + jitter)
-    # A locum or a colleague now and then writes the repeat prescription.
     locum = F.col("pool_off")[0] + F.floor(u("locum_member") * F.col("pool_cnt")[0])
     presc = F.when(u("locum") < 0.08, locum.cast("long")).otherwise(F.col("main_presc"))
     df = df.withColumns(
         {
             "day": day.cast("int"),
-            "src": code,
+            "src": F.col("code"),
             "presc": _null_prescriber(presc, u("no_presc")),
         }
     )
-    df = df.where((F.col("day") <= F.col("last")) & (F.col("day") >= F.col("obs_start")))
-    return _events(df)
+    return df.where((F.col("day") <= F.col("last")) & (F.col("day") >= F.col("obs_start")))
+
+
+def _draw(purpose: str) -> Column:
+    """The row's uniform draw for ``purpose`` (``with_uniforms``)."""
+    return F.col("u_" + purpose)
 
 
 def generate_occasional(persons: DataFrame, regimens: DataFrame, *, seed: int) -> DataFrame:

@@ -260,133 +260,13 @@ def generate_population(
     spark: SparkSession, *, plan: PopulationPlan, prescribers: PrescriberPlan
 ) -> DataFrame:
     """One row per person with delivered and hidden columns (see module docstring)."""
-    seed = plan.seed
-    idx = F.col("idx")
-
-    def u(purpose: str) -> Column:
-        return F.col("u_" + purpose)
-
-    start_day, end_day = plan.start_day, plan.end_day
-    period_days = end_day - start_day + 1
-    shares = [s for s, _ in cat.AGE_GROUPS]
-    female_by_group = F.array(*[F.lit(f) for _, f in cat.AGE_GROUPS])
-
-    slot = F.pmod(
-        idx * F.lit(plan.slot_multiplier) + F.lit(_offset(seed, "slot", plan.persons)),
-        F.lit(plan.persons),
-    )
-    df = spark.range(plan.persons).select(F.col("id").alias("idx")).withColumn("slot", slot)
-    df = with_uniforms(df, seed, ["idx"], _PERSON_DRAWS)
-    n_special = plan.n_naltrexone + plan.n_ldn_early
-    special = F.col("slot") < n_special
-    df = df.withColumns(
-        {
-            "naltrexone_user": F.col("slot") < plan.n_naltrexone,
-            "ldn_early_user": special & (F.col("slot") >= plan.n_naltrexone),
-            "born_in_period": ~special & (u("born") < plan.born_share),
-            "age_group": pick(u("age_group"), shares),
-        }
-    )
-    special = F.col("naltrexone_user") | F.col("ldn_early_user")
-    age_start = F.when(special, F.lit(25.0) + F.lit(40.0) * u("age_in")).otherwise(
-        F.col("age_group") * F.lit(5.0) + F.lit(5.0) * u("age_in")
-    )
-    female = u("sex") < item(female_by_group, F.col("age_group") + 1)
-    birth_day = F.when(
-        F.col("born_in_period"), F.lit(start_day) + F.floor(u("birth_day") * period_days)
-    ).otherwise(F.lit(start_day) - F.ceil(age_start * 365.25))
-    df = df.withColumns(
-        {"sex": F.when(female, F.lit(2)).otherwise(F.lit(1)), "birth_day": birth_day.cast("int")}
-    )
-    df = df.withColumn("t0", F.greatest(F.lit(start_day), F.col("birth_day")))
-    df = df.withColumn("age0", (F.col("t0") - F.col("birth_day")) / 365.25)
-    age0 = F.col("age0")
-
-    # Gompertz: with hazard h0*exp(b*t), the time to death is log(1 + b*E/h0)/b years.
-    sex_factor = F.when(F.col("sex") == 2, cat.MORTALITY_SEX[2]).otherwise(cat.MORTALITY_SEX[1])
-    h0 = F.exp(F.lit(cat.MORTALITY_A) + F.lit(cat.MORTALITY_B) * age0) * sex_factor
-    years_to_death = F.log1p(F.lit(cat.MORTALITY_B) * -F.log(u("death")) / h0) / F.lit(
-        cat.MORTALITY_B
-    )
-    death = (F.col("t0") + F.floor(years_to_death * 365.25)).cast("int")
-    emig_rate: Column | None = None
-    for from_age, rate in reversed(cat.EMIGRATION):
-        emig_rate = (
-            F.when(age0 >= from_age, F.lit(rate))
-            if emig_rate is None
-            else emig_rate.when(age0 >= from_age, F.lit(rate))
-        )
-    assert emig_rate is not None
-    emig = (F.col("t0") + F.floor(-F.log(u("emigration")) / emig_rate * 365.25)).cast("int")
-    df = df.withColumns({"_death": death, "_emig": emig, "_emig_rate": emig_rate})
-    death_ok = ~special & (F.col("_death") <= end_day)
-    df = df.withColumns(
-        {
-            "death_day": F.when(death_ok, F.col("_death")),
-            "emigration_day": F.when(
-                ~special
-                & (F.col("_emig") <= end_day)
-                & (~death_ok | (F.col("_emig") < F.col("_death"))),
-                F.col("_emig"),
-            ),
-        }
-    )
-    never = F.lit(2**31 - 1)
-    df = df.withColumns(
-        {
-            "obs_start": F.col("t0"),
-            "obs_end": F.least(
-                F.lit(end_day),
-                F.coalesce(F.col("death_day") - 1, never),
-                F.coalesce(F.col("emigration_day") - 1, never),
-            ),
-        }
-    )
-    df = df.withColumn(
-        "age_mid", ((F.col("obs_start") + F.col("obs_end")) / 2 - F.col("birth_day")) / 365.25
-    )
-
-    def band(age: Column) -> Column:
-        out: Column = F.lit(0)
-        for i, lower in enumerate(cat.BANDS[1:], start=1):
-            out = F.when(age >= lower, F.lit(i)).otherwise(out)
-        return out
-
-    county_codes = F.array(*[F.lit(c) for c, _ in cat.COUNTIES])
-    county = item(county_codes, pick(u("county"), [w for _, w in cat.COUNTIES]) + 1)
-    gp = prescribers.pool("gp")
-    z = F.sqrt(F.lit(-2.0) * F.log(u("frailty1"))) * F.cos(F.lit(2 * math.pi) * u("frailty2"))
-    df = df.withColumns(
-        {
-            "band": band(F.col("age_mid")),
-            # Yearly hazard of leaving the population (death or emigration) at mid-period age:
-            # treatment episodes of those who leave are taken up by others (see dispensings).
-            "exit_hazard": F.least(
-                F.lit(1.0),
-                F.exp(F.lit(cat.MORTALITY_A) + F.lit(cat.MORTALITY_B) * F.col("age_mid"))
-                * sex_factor
-                + F.col("_emig_rate"),
-            ),
-            "band_start": band((F.col("obs_start") - F.col("birth_day")) / 365.25),
-            "band_end": band((F.col("obs_end") - F.col("birth_day")) / 365.25),
-            "county": F.when(u("county_missing") >= cat.COUNTY_MISSING, county),
-            # Frailty: log-normal with mean 1; spreads occasional use over-dispersedly.
-            "frailty": F.exp(F.lit(0.8) * z - F.lit(0.32)),
-            "gp_idx": (F.lit(gp.offset) + F.floor(u("gp") * gp.count)).cast("long"),
-            "birth_year": F.year(as_date(F.col("birth_day"))),
-        }
-    )
+    df = _persons(spark, plan)
+    df = _add_sex_and_birth(df, plan)
+    df = _add_death_and_emigration(df, plan)
+    df = _add_observation(df, plan)
+    df = _add_places_and_frailty(df, prescribers)
     df = _add_ldn(df, plan=plan, prescribers=prescribers)
-    is_female = F.col("sex") == 2
-    adult = F.col("age_mid") >= 18
-    conditions = {}
-    for name, (p_female, p_male) in cat.CONDITIONS.items():
-        background = adult & (
-            u(f"cond_{name}") < F.when(is_female, F.lit(p_female)).otherwise(F.lit(p_male))
-        )
-        from_ldn = F.col("ldn_start").isNotNull() & (F.col("ldn_indication") == name)
-        conditions[f"has_{name}"] = background | F.coalesce(from_ldn, F.lit(False))
-    df = df.withColumns(conditions)
+    df = _add_conditions(df)
     return df.drop(
         "t0",
         "age0",
@@ -399,10 +279,207 @@ def generate_population(
     )
 
 
-def _add_ldn(df: DataFrame, *, plan: PopulationPlan, prescribers: PrescriberPlan) -> DataFrame:
-    def u(purpose: str) -> Column:
-        return F.col("u_" + purpose)
+def _u(purpose: str) -> Column:
+    """The person's uniform draw for ``purpose`` (``with_uniforms``)."""
+    return F.col("u_" + purpose)
 
+
+def _special() -> Column:
+    """The naltrexone and early-LDN users, placed by slot: their ages and lives are set."""
+    return F.col("naltrexone_user") | F.col("ldn_early_user")
+
+
+def _sex_factor() -> Column:
+    return F.when(F.col("sex") == 2, cat.MORTALITY_SEX[2]).otherwise(cat.MORTALITY_SEX[1])
+
+
+def _band(age: Column) -> Column:
+    out: Column = F.lit(0)
+    for i, lower in enumerate(cat.BANDS[1:], start=1):
+        out = F.when(age >= lower, F.lit(i)).otherwise(out)
+    return out
+
+
+def _persons(spark: SparkSession, plan: PopulationPlan) -> DataFrame:
+    """idx, a permuted slot (the first slots are the special users), the draws, age group."""
+    slot = F.pmod(
+        F.col("idx") * F.lit(plan.slot_multiplier)
+        + F.lit(_offset(plan.seed, "slot", plan.persons)),
+        F.lit(plan.persons),
+    )
+    df = spark.range(plan.persons).select(F.col("id").alias("idx")).withColumn("slot", slot)
+    df = with_uniforms(df, plan.seed, ["idx"], _PERSON_DRAWS)
+    n_special = plan.n_naltrexone + plan.n_ldn_early
+    special = F.col("slot") < n_special
+    shares = [s for s, _ in cat.AGE_GROUPS]
+    return df.withColumns(
+        {
+            "naltrexone_user": F.col("slot") < plan.n_naltrexone,
+            "ldn_early_user": special & (F.col("slot") >= plan.n_naltrexone),
+            "born_in_period": ~special & (_u("born") < plan.born_share),
+            "age_group": pick(_u("age_group"), shares),
+        }
+    )
+
+
+def _add_sex_and_birth(df: DataFrame, plan: PopulationPlan) -> DataFrame:
+    """sex (by the age group's share of women), birth_day, t0 (the first day observed) and
+    age0 (the age then)."""
+    start_day, period_days = plan.start_day, plan.end_day - plan.start_day + 1
+    female_by_group = F.array(*[F.lit(f) for _, f in cat.AGE_GROUPS])
+    age_start = F.when(_special(), F.lit(25.0) + F.lit(40.0) * _u("age_in")).otherwise(
+        F.col("age_group") * F.lit(5.0) + F.lit(5.0) * _u("age_in")
+    )
+    female = _u("sex") < item(female_by_group, F.col("age_group") + 1)
+    birth_day = F.when(
+        F.col("born_in_period"), F.lit(start_day) + F.floor(_u("birth_day") * period_days)
+    ).otherwise(F.lit(start_day) - F.ceil(age_start * 365.25))
+    df = df.withColumns(
+        {"sex": F.when(female, F.lit(2)).otherwise(F.lit(1)), "birth_day": birth_day.cast("int")}
+    )
+    df = df.withColumn("t0", F.greatest(F.lit(start_day), F.col("birth_day")))
+    return df.withColumn("age0", (F.col("t0") - F.col("birth_day")) / 365.25)
+
+
+def _add_death_and_emigration(df: DataFrame, plan: PopulationPlan) -> DataFrame:
+    """death_day and emigration_day within the period (the earlier of the two; none for the
+    special users), from a Gompertz mortality and age-banded emigration rates."""
+    age0, end_day = F.col("age0"), plan.end_day
+    # Gompertz: with hazard h0*exp(b*t), the time to death is log(1 + b*E/h0)/b years.
+    h0 = F.exp(F.lit(cat.MORTALITY_A) + F.lit(cat.MORTALITY_B) * age0) * _sex_factor()
+    years_to_death = F.log1p(F.lit(cat.MORTALITY_B) * -F.log(_u("death")) / h0) / F.lit(
+        cat.MORTALITY_B
+    )
+    death = (F.col("t0") + F.floor(years_to_death * 365.25)).cast("int")
+    emig_rate: Column | None = None
+    for from_age, rate in reversed(cat.EMIGRATION):
+        emig_rate = (
+            F.when(age0 >= from_age, F.lit(rate))
+            if emig_rate is None
+            else emig_rate.when(age0 >= from_age, F.lit(rate))
+        )
+    assert emig_rate is not None
+    emig = (F.col("t0") + F.floor(-F.log(_u("emigration")) / emig_rate * 365.25)).cast("int")
+    df = df.withColumns({"_death": death, "_emig": emig, "_emig_rate": emig_rate})
+    special = _special()
+    death_ok = ~special & (F.col("_death") <= end_day)
+    return df.withColumns(
+        {
+            "death_day": F.when(death_ok, F.col("_death")),
+            "emigration_day": F.when(
+                ~special
+                & (F.col("_emig") <= end_day)
+                & (~death_ok | (F.col("_emig") < F.col("_death"))),
+                F.col("_emig"),
+            ),
+        }
+    )
+
+
+def _add_observation(df: DataFrame, plan: PopulationPlan) -> DataFrame:
+    """obs_start..obs_end (the days the person is in the population) and age_mid."""
+    never = F.lit(2**31 - 1)
+    df = df.withColumns(
+        {
+            "obs_start": F.col("t0"),
+            "obs_end": F.least(
+                F.lit(plan.end_day),
+                F.coalesce(F.col("death_day") - 1, never),
+                F.coalesce(F.col("emigration_day") - 1, never),
+            ),
+        }
+    )
+    return df.withColumn(
+        "age_mid", ((F.col("obs_start") + F.col("obs_end")) / 2 - F.col("birth_day")) / 365.25
+    )
+
+
+def _add_places_and_frailty(df: DataFrame, prescribers: PrescriberPlan) -> DataFrame:
+    """Age bands, the yearly exit hazard, county, frailty, the GP and the birth year."""
+    county_codes = F.array(*[F.lit(c) for c, _ in cat.COUNTIES])
+    county = item(county_codes, pick(_u("county"), [w for _, w in cat.COUNTIES]) + 1)
+    gp = prescribers.pool("gp")
+    z = F.sqrt(F.lit(-2.0) * F.log(_u("frailty1"))) * F.cos(F.lit(2 * math.pi) * _u("frailty2"))
+    return df.withColumns(
+        {
+            "band": _band(F.col("age_mid")),
+            # Yearly hazard of leaving the population (death or emigration) at mid-period age:
+            # treatment episodes of those who leave are taken up by others (see dispensings).
+            "exit_hazard": F.least(
+                F.lit(1.0),
+                F.exp(F.lit(cat.MORTALITY_A) + F.lit(cat.MORTALITY_B) * F.col("age_mid"))
+                * _sex_factor()
+                + F.col("_emig_rate"),
+            ),
+            "band_start": _band((F.col("obs_start") - F.col("birth_day")) / 365.25),
+            "band_end": _band((F.col("obs_end") - F.col("birth_day")) / 365.25),
+            "county": F.when(_u("county_missing") >= cat.COUNTY_MISSING, county),
+            # Frailty: log-normal with mean 1; spreads occasional use over-dispersedly.
+            "frailty": F.exp(F.lit(0.8) * z - F.lit(0.32)),
+            "gp_idx": (F.lit(gp.offset) + F.floor(_u("gp") * gp.count)).cast("long"),
+            "birth_year": F.year(as_date(F.col("birth_day"))),
+        }
+    )
+
+
+def _add_conditions(df: DataFrame) -> DataFrame:
+    """has_<condition>: an adult's background prevalence by sex, or LDN's indication."""
+    is_female = F.col("sex") == 2
+    adult = F.col("age_mid") >= 18
+    conditions = {}
+    for name, (p_female, p_male) in cat.CONDITIONS.items():
+        background = adult & (
+            _u(f"cond_{name}") < F.when(is_female, F.lit(p_female)).otherwise(F.lit(p_male))
+        )
+        from_ldn = F.col("ldn_start").isNotNull() & (F.col("ldn_indication") == name)
+        conditions[f"has_{name}"] = background | F.coalesce(from_ldn, F.lit(False))
+    return df.withColumns(conditions)
+
+
+def _add_ldn(df: DataFrame, *, plan: PopulationPlan, prescribers: PrescriberPlan) -> DataFrame:
+    """Who starts LDN in the period and how: start day, exposure class, first-year fills,
+    persistence, opioid pattern, indication, reimbursement and doctor (null for non-users)."""
+    df = _add_ldn_draws(df, plan)
+    start, ldn_class, u = F.col("_start"), F.col("_class"), _u
+    observed = (
+        (start >= F.col("obs_start"))
+        & (start <= F.col("obs_end"))
+        & (start >= plan.start_day)
+        & (start <= plan.end_day)
+    )
+    n_first_year = (
+        F.when(ldn_class == 1, F.lit(1))
+        .when(ldn_class == 2, F.when(u("ldn_two") < cat.LDN_TWO_OF_TWO_THREE, 2).otherwise(3))
+        .otherwise(F.lit(4))
+    )
+    df = df.withColumn("_user", F.col("_candidate") & observed)
+    is_user = F.col("_user")
+    df = df.withColumns(
+        {
+            "ldn_start": F.when(is_user, start),
+            "ldn_class": F.when(is_user, ldn_class.cast("int")),
+            "ldn_first_year_fills": F.when(is_user, n_first_year.cast("int")),
+            "ldn_persist_days": (
+                F.lit(3) * F.col("ldn_gap")
+                + F.floor(-F.log(u("ldn_persist")) * cat.LDN_PERSIST_EXTRA_DAYS)
+            ).cast("int"),
+            "ldn_opioid_type": F.when(is_user, _ldn_opioid_type().cast("int")).otherwise(F.lit(0)),
+            "ldn_ramp_days": (
+                F.lit(cat.EFFECT_RAMP_DAYS[0])
+                + F.floor(u("ldn_ramp") * (cat.EFFECT_RAMP_DAYS[1] - cat.EFFECT_RAMP_DAYS[0] + 1))
+            ).cast("int"),
+            "ldn_indication": F.when(is_user, _ldn_indication()),
+            "ldn_reimbursement": _ldn_reimbursement(),
+            "ldn_doctor": _ldn_doctor(prescribers).cast("long"),
+        }
+    )
+    return df.drop("_month", "_class", "_candidate", "_start", "_user")
+
+
+def _add_ldn_draws(df: DataFrame, plan: PopulationPlan) -> DataFrame:
+    """The LDN candidates (by age and sex, scaled to the plan's rate), their start day, pack,
+    strength, exposure class and the days one pack lasts (ldn_gap)."""
+    u = _u
     mid_2013 = day_number(date(2013, 7, 1))
     age13 = (F.lit(mid_2013) - F.col("birth_day")) / 365.25
     weight = _ldn_weight(age13, F.col("sex") == 2)
@@ -429,70 +506,45 @@ def _add_ldn(df: DataFrame, *, plan: PopulationPlan, prescribers: PrescriberPlan
         u("ldn_day") * item(F.array(*map(F.lit, lengths)), month + 1)
     )
     adherence = F.lit(cat.LDN_ADHERENCE[0]) + F.lit(cat.LDN_ADHERENCE[1]) * u("ldn_adherence")
-    df = df.withColumns(
+    return df.withColumns(
         {
             "_start": start.cast("int"),
             "ldn_gap": F.round(item(units, F.col("ldn_units_pos") + 1) * adherence).cast("int"),
         }
     )
-    start = F.col("_start")
-    observed = (
-        (start >= F.col("obs_start"))
-        & (start <= F.col("obs_end"))
-        & (start >= plan.start_day)
-        & (start <= plan.end_day)
-    )
-    ldn_class = F.col("_class")
-    n_first_year = (
-        F.when(ldn_class == 1, F.lit(1))
-        .when(ldn_class == 2, F.when(u("ldn_two") < cat.LDN_TWO_OF_TWO_THREE, 2).otherwise(3))
-        .otherwise(F.lit(4))
-    )
-    op = u("ldn_opioid")
-    opioid_type = (
+
+
+def _ldn_opioid_type() -> Column:
+    """0 no opioids, 1 regular use, 2 flares."""
+    op = _u("ldn_opioid")
+    return (
         F.when(op < cat.LDN_OPIOID_REGULAR, F.lit(1))
         .when(op < cat.LDN_OPIOID_REGULAR + cat.LDN_OPIOID_FLARES, F.lit(2))
         .otherwise(F.lit(0))
     )
+
+
+def _ldn_indication() -> Column:
     indications = F.array(*[F.lit(n) for n, _ in cat.LDN_INDICATIONS])
-    indication = item(
-        indications, pick(u("ldn_indication"), [w for _, w in cat.LDN_INDICATIONS]) + 1
-    )
-    reimb = u("ldn_reimbursement")
-    reimbursement = (
+    return item(indications, pick(_u("ldn_indication"), [w for _, w in cat.LDN_INDICATIONS]) + 1)
+
+
+def _ldn_reimbursement() -> Column:
+    reimb = _u("ldn_reimbursement")
+    return (
         F.when(reimb < cat.LDN_HOSPITAL, F.lit("h"))
         .when(reimb < cat.LDN_HOSPITAL + cat.LDN_BLUE, F.lit("blue"))
         .otherwise(F.lit("white"))
     )
-    # The LDN doctor: the person's own GP when that GP prescribes LDN, else a willing doctor.
+
+
+def _ldn_doctor(prescribers: PrescriberPlan) -> Column:
+    """The LDN doctor: the person's own GP when that GP prescribes LDN, else a willing doctor."""
     pool_size = prescribers.ldn_willing_gps + prescribers.ldn_willing_others
     gp = prescribers.pool("gp")
     own_gp_willing = (F.col("gp_idx") - gp.offset) < prescribers.ldn_willing_gps
-    j = F.floor(u("ldn_doctor") * pool_size).cast("long")
+    j = F.floor(_u("ldn_doctor") * pool_size).cast("long")
     pooled = F.when(j < prescribers.ldn_willing_gps, F.lit(gp.offset) + j).otherwise(
         F.lit(gp.offset + gp.count) + (j - prescribers.ldn_willing_gps)
     )
-    doctor = F.when(own_gp_willing & (u("ldn_own_gp") < 0.75), F.col("gp_idx")).otherwise(pooled)
-    is_user = F.col("_candidate") & observed
-    df = df.withColumn("_user", is_user)
-    is_user = F.col("_user")
-    df = df.withColumns(
-        {
-            "ldn_start": F.when(is_user, start),
-            "ldn_class": F.when(is_user, ldn_class.cast("int")),
-            "ldn_first_year_fills": F.when(is_user, n_first_year.cast("int")),
-            "ldn_persist_days": (
-                F.lit(3) * F.col("ldn_gap")
-                + F.floor(-F.log(u("ldn_persist")) * cat.LDN_PERSIST_EXTRA_DAYS)
-            ).cast("int"),
-            "ldn_opioid_type": F.when(is_user, opioid_type.cast("int")).otherwise(F.lit(0)),
-            "ldn_ramp_days": (
-                F.lit(cat.EFFECT_RAMP_DAYS[0])
-                + F.floor(u("ldn_ramp") * (cat.EFFECT_RAMP_DAYS[1] - cat.EFFECT_RAMP_DAYS[0] + 1))
-            ).cast("int"),
-            "ldn_indication": F.when(is_user, indication),
-            "ldn_reimbursement": reimbursement,
-            "ldn_doctor": doctor.cast("long"),
-        }
-    )
-    return df.drop("_month", "_class", "_candidate", "_start", "_user")
+    return F.when(own_gp_willing & (_u("ldn_own_gp") < 0.75), F.col("gp_idx")).otherwise(pooled)

@@ -13,6 +13,7 @@ import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -338,93 +339,101 @@ def _design(
     Rows may be dropped (a pooled level still too rare), so the matrix comes back with the
     rows it keeps; columns are named x0, x1, ... and mapped back through the terms.
     """
-    keep = pd.Series(True, index=data.index)
-    columns: dict[str, pd.Series] = {}
-    terms: list[_Term] = []
-    dropped: list[dict[str, object]] = []
-    notes: list[str] = []
-    events = data[event_col].astype(int)
-
+    builder = _DesignBuilder(data.index, data[event_col].astype(int))
     for name in covariates:
         series = _as_numeric_if_boolean(data[name])
-        if not _is_categorical(series):
-            values = series.astype(float) / float(scale.get(name, 1.0))
-            if values.nunique() < 2:
-                dropped.append(
-                    _row(
-                        covariate=name, status=STATUS_DROPPED, note="no variation in this covariate"
-                    )
-                )
-                continue
-            level = f"per {scale[name]:g}" if name in scale else None
-            columns[name] = values
-            terms.append(_Term(name, name, level, None, len(values), int(events.sum())))
-            continue
-
-        labels = series.astype(str)
-        level_events = events.groupby(labels).sum()
-        rare = sorted(level_events[level_events < min_events_per_level].index)
-        common = [lvl for lvl in level_events.index if lvl not in rare]
-        if not common:
-            dropped.append(
-                _row(
-                    covariate=name,
-                    status=STATUS_DROPPED,
-                    note=f"no level has {min_events_per_level} or more events",
-                )
+        if _is_categorical(series):
+            builder.add_categorical(
+                name,
+                series.astype(str),
+                reference=references.get(name),
+                min_events_per_level=min_events_per_level,
             )
-            continue
+        else:
+            builder.add_numeric(name, series, scale=scale.get(name))
+    return builder.finish()
+
+
+class _DesignBuilder:
+    """The design matrix's columns, terms, dropped covariates and notes, one covariate at a
+    time; a categorical covariate may leave rows out (``keep``), which later ones respect."""
+
+    def __init__(self, index: pd.Index, events: pd.Series) -> None:
+        self.index, self.events = index, events
+        self.keep = pd.Series(True, index=index)
+        self.columns: dict[str, pd.Series] = {}
+        self.terms: list[_Term] = []
+        self.dropped: list[dict[str, object]] = []
+        self.notes: list[str] = []
+
+    def drop(self, name: str, note: str) -> None:
+        self.dropped.append(_row(covariate=name, status=STATUS_DROPPED, note=note))
+
+    def add_numeric(self, name: str, series: pd.Series, *, scale: float | None) -> None:
+        """One term, divided by ``scale`` when given; dropped when it does not vary."""
+        values = series.astype(float) / float(scale if scale is not None else 1.0)
+        if values.nunique() < 2:
+            self.drop(name, "no variation in this covariate")
+            return
+        level = f"per {scale:g}" if scale is not None else None
+        self.columns[name] = values
+        self.terms.append(_Term(name, name, level, None, len(values), int(self.events.sum())))
+
+    def add_categorical(
+        self, name: str, labels: pd.Series, *, reference: str | None, min_events_per_level: int
+    ) -> None:
+        """One term per level against the reference; rare levels pooled or left out."""
+        level_events = self.events.groupby(labels).sum()
+        rare = sorted(level_events[level_events < min_events_per_level].index)
+        if not [lvl for lvl in level_events.index if lvl not in rare]:
+            self.drop(name, f"no level has {min_events_per_level} or more events")
+            return
         if rare:
             pooled_events = int(level_events[rare].sum())
             if pooled_events >= min_events_per_level:
                 labels = labels.where(~labels.isin(rare), POOLED_LEVEL)
-                notes.append(f"{name}: {len(rare)} rare level(s) pooled as {POOLED_LEVEL}")
+                self.notes.append(f"{name}: {len(rare)} rare level(s) pooled as {POOLED_LEVEL}")
             else:
-                keep &= ~labels.isin(rare)
-                notes.append(
+                self.keep &= ~labels.isin(rare)
+                self.notes.append(
                     f"{name}: {len(rare)} rare level(s) with {pooled_events} event(s) in all "
                     f"left out ({int((labels.isin(rare)).sum())} persons)"
                 )
-        sizes = labels[keep].value_counts()
-        reference = references.get(name)
+        sizes = labels[self.keep].value_counts()
         if reference is None or reference not in sizes.index:
             candidates = sizes[sizes.index != POOLED_LEVEL]
             reference = str(candidates.sort_index().idxmax())
         levels = sorted(lvl for lvl in sizes.index if lvl != reference)
         if not levels:
-            dropped.append(_row(covariate=name, status=STATUS_DROPPED, note="only one level left"))
-            continue
+            self.drop(name, "only one level left")
+            return
         for lvl in levels:
             column = f"{name}={lvl}"
-            columns[column] = (labels == lvl).astype(float)
-            in_level = labels[keep] == lvl
-            terms.append(
-                _Term(
-                    column,
-                    name,
-                    lvl,
-                    reference,
-                    int(in_level.sum()),
-                    int(events[keep][in_level].sum()),
-                )
-            )
+            self.columns[column] = (labels == lvl).astype(float)
+            in_level = labels[self.keep] == lvl
+            n_events = int(self.events[self.keep][in_level].sum())
+            self.terms.append(_Term(column, name, lvl, reference, int(in_level.sum()), n_events))
 
-    design = pd.DataFrame(columns, index=data.index)[keep]
-    renamed = {t.column: f"x{i}" for i, t in enumerate(terms)}
-    design = design[[t.column for t in terms]].rename(columns=renamed)
-    terms = [
-        _Term(renamed[t.column], t.covariate, t.level, t.reference, t.n_persons, t.n_events)
-        for t in terms
-    ]
-    # Continuous terms count the rows actually modelled.
-    n_kept, e_kept = int(keep.sum()), int(events[keep].sum())
-    terms = [
-        t
-        if t.reference is not None
-        else _Term(t.column, t.covariate, t.level, None, n_kept, e_kept)
-        for t in terms
-    ]
-    return design, terms, dropped, notes
+    def finish(self) -> tuple[pd.DataFrame, list[_Term], list[dict[str, object]], list[str]]:
+        """The matrix of the kept rows, columns renamed x0, x1, ... as its terms say."""
+        keep, events = self.keep, self.events
+        design = pd.DataFrame(self.columns, index=self.index)[keep]
+        renamed = {t.column: f"x{i}" for i, t in enumerate(self.terms)}
+        design = design[[t.column for t in self.terms]].rename(columns=renamed)
+        # Continuous terms count the rows actually modelled.
+        n_kept, e_kept = int(keep.sum()), int(events[keep].sum())
+        terms = [
+            _Term(
+                renamed[t.column],
+                t.covariate,
+                t.level,
+                t.reference,
+                t.n_persons if t.reference is not None else n_kept,
+                t.n_events if t.reference is not None else e_kept,
+            )
+            for t in self.terms
+        ]
+        return design, terms, self.dropped, self.notes
 
 
 def _exp(value: float) -> float:
@@ -483,41 +492,21 @@ def fit_cox(
     ``proportional_hazard_test`` with rank-transformed time (the scaled Schoenfeld residual
     test; a small p suggests the hazard ratio changes over time).
     """
-    from lifelines import CoxPHFitter
-    from lifelines.exceptions import ConvergenceError
-    from lifelines.statistics import proportional_hazard_test
-
-    references = dict(references or {})
-    scale = dict(scale or {})
     needed = [duration_col, event_col, *covariates]
     require_columns(persistence_pdf, needed, role="Cox model column(s)")
-    data = persistence_pdf[needed]
-    complete = data.notna().all(axis=1)
-    n_missing = int((~complete).sum())
-    data = data[complete]
-    notes = [f"{n_missing} person(s) with a missing value left out"] if n_missing else []
+    data, notes = _complete_cases(persistence_pdf[needed])
 
     n_events_all = int(data[event_col].astype(int).sum()) if len(data) else 0
     if n_events_all < min_events:
-        note = "; ".join([*notes, f"{n_events_all} event(s), fewer than {min_events} needed"])
-        return _result(
-            [
-                _row(
-                    covariate=MODEL_ROW,
-                    n_persons=len(data),
-                    n_events=n_events_all,
-                    status=STATUS_INSUFFICIENT,
-                    note=note,
-                )
-            ]
-        )
+        note = f"{n_events_all} event(s), fewer than {min_events} needed"
+        return _model_only(len(data), n_events_all, STATUS_INSUFFICIENT, [*notes, note], [])
 
     design, terms, dropped, design_notes = _design(
         data,
         covariates=covariates,
         event_col=event_col,
-        references=references,
-        scale=scale,
+        references=dict(references or {}),
+        scale=dict(scale or {}),
         min_events_per_level=min_events_per_level,
     )
     notes += design_notes
@@ -527,20 +516,55 @@ def fit_cox(
     )
     n_persons, n_events = len(model_df), int(model_df["_event"].sum())
     if not terms:
-        return _result(
-            [
-                _row(
-                    covariate=MODEL_ROW,
-                    n_persons=n_persons,
-                    n_events=n_events,
-                    status=STATUS_INSUFFICIENT,
-                    note="; ".join([*notes, "no covariate left to model"]),
-                ),
-                *dropped,
-            ]
-        )
+        note = "no covariate left to model"
+        return _model_only(n_persons, n_events, STATUS_INSUFFICIENT, [*notes, note], dropped)
 
-    status = STATUS_OK
+    cph, status, fit_notes = _fit_cox_model(model_df, terms, alpha=alpha)
+    if cph is None:
+        return _model_only(n_persons, n_events, STATUS_NOT_CONVERGED, [*notes, *fit_notes], dropped)
+    notes += fit_notes
+    ph_stats = _ph_test(cph, model_df, notes)
+    notes.append(f"concordance {cph.concordance_index_:.3f}")
+    model = _row(
+        covariate=MODEL_ROW,
+        n_persons=n_persons,
+        n_events=n_events,
+        status=status,
+        note="; ".join(notes),
+    )
+    return _result([model, *_term_rows(cph, terms, ph_stats, status), *dropped])
+
+
+def _complete_cases(data: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The rows with no missing value, and a note saying how many were left out."""
+    complete = data.notna().all(axis=1)
+    n_missing = int((~complete).sum())
+    notes = [f"{n_missing} person(s) with a missing value left out"] if n_missing else []
+    return data[complete], notes
+
+
+def _model_only(
+    n_persons: int, n_events: int, status: str, notes: list[str], dropped: list[dict[str, object]]
+) -> pd.DataFrame:
+    """The result of a model that was not fitted: its row, and the covariates dropped."""
+    model = _row(
+        covariate=MODEL_ROW,
+        n_persons=n_persons,
+        n_events=n_events,
+        status=status,
+        note="; ".join(notes),
+    )
+    return _result([model, *dropped])
+
+
+def _fit_cox_model(
+    model_df: pd.DataFrame, terms: list[_Term], *, alpha: float
+) -> tuple[Any, str, list[str]]:
+    """lifelines' Cox fit (Efron ties): the fitter (None when it failed), the status, and
+    notes - the failure, or the runtime warnings of the fit in the terms' own words."""
+    from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceError
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -548,23 +572,8 @@ def fit_cox(
                 model_df, duration_col="_duration", event_col="_event"
             )
         except (ConvergenceError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
-            return _result(
-                [
-                    _row(
-                        covariate=MODEL_ROW,
-                        n_persons=n_persons,
-                        n_events=n_events,
-                        status=STATUS_NOT_CONVERGED,
-                        note="; ".join(
-                            [
-                                *notes,
-                                f"the model could not be fitted ({_readable(_one_line(exc), terms)})",
-                            ]
-                        ),
-                    ),
-                    *dropped,
-                ]
-            )
+            reason = _readable(_one_line(exc), terms)
+            return None, STATUS_NOT_CONVERGED, [f"the model could not be fitted ({reason})"]
     fit_warnings = sorted(
         {
             _short(str(w.message)) or w.category.__name__
@@ -573,32 +582,31 @@ def fit_cox(
         }
     )
     if fit_warnings:
-        status = STATUS_WARNING
-        notes += [_readable(w, terms) for w in fit_warnings]
+        return cph, STATUS_WARNING, [_readable(w, terms) for w in fit_warnings]
+    return cph, STATUS_OK, []
 
-    ph_stats: dict[str, tuple[float, float]] = {}
+
+def _ph_test(cph: Any, model_df: pd.DataFrame, notes: list[str]) -> dict[str, tuple[float, float]]:
+    """Per term (test statistic, p) of the scaled Schoenfeld residual test with rank time.
+    Advisory: when it fails, the model stands without it and ``notes`` says so."""
+    from lifelines.statistics import proportional_hazard_test
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ph = proportional_hazard_test(cph, model_df, time_transform="rank").summary
-        ph_stats = {
-            str(idx): (float(r["test_statistic"]), float(r["p"])) for idx, r in ph.iterrows()
-        }
     except Exception as exc:  # the PH check is advisory; the model stands without it
         notes.append(f"proportional-hazards test failed ({_one_line(exc)})")
+        return {}
+    return {str(idx): (float(r["test_statistic"]), float(r["p"])) for idx, r in ph.iterrows()}
 
-    notes.append(f"concordance {cph.concordance_index_:.3f}")
-    summary = cph.summary
-    ci = cph.confidence_intervals_
-    rows = [
-        _row(
-            covariate=MODEL_ROW,
-            n_persons=n_persons,
-            n_events=n_events,
-            status=status,
-            note="; ".join(notes),
-        )
-    ]
+
+def _term_rows(
+    cph: Any, terms: list[_Term], ph_stats: dict[str, tuple[float, float]], status: str
+) -> list[dict[str, object]]:
+    """One result row per modelled term: coefficient, hazard ratio and its interval, PH test."""
+    summary, ci = cph.summary, cph.confidence_intervals_
+    rows = []
     for term in terms:
         coef = float(summary.loc[term.column, "coef"])
         ph_stat, ph_p = ph_stats.get(term.column, (None, None))
@@ -620,5 +628,4 @@ def fit_cox(
                 status=status,
             )
         )
-    rows += dropped
-    return _result(rows)
+    return rows
