@@ -70,6 +70,75 @@ class AffectedRows:
         )
 
 
+class _Ties:
+    """How rows tie each other's verdicts: a shared dispensing_id, or a return's window in
+    the same product. Holds the few keys that can tie (ids shared by two rows, products with a
+    return), so that each lookup is a join against a small broadcast side."""
+
+    def __init__(
+        self,
+        keys: DataFrame,
+        *,
+        outside: DataFrame,
+        removed: DataFrame,
+        window_days: int,
+        materialise: Materialise,
+    ) -> None:
+        self.keys, self.outside = keys, outside
+        self.window_days, self.materialise = window_days, materialise
+        self.windows = 0
+        # Products with a return anywhere (before or after the load): only they tie rows by date.
+        self.with_return = materialise(
+            keys.where("_return")
+            .select("_group")
+            .unionByName(removed.where("_return").select("_group"))
+            .distinct(),
+            "incremental_return_groups",
+        )
+        self.shared = materialise(_shared_ids(keys, outside, removed), "incremental_shared_ids")
+
+    def partners(self, rows: DataFrame) -> DataFrame:
+        """Rows of other files sharing a dispensing_id with one of ``rows``."""
+        hit = rows.select("_id").join(F.broadcast(self.shared), "_id", "left_semi").distinct()
+        return self.outside.join(F.broadcast(hit), "_id", "left_semi")
+
+    def in_window(self, rows: DataFrame, *, targets: DataFrame) -> DataFrame:
+        """Rows of ``targets`` within the window of a row of ``rows`` in the same product
+        (either side: a superset that costs nothing)."""
+        anchors = self.materialise(
+            rows.where(F.col("_day").isNotNull())
+            .join(F.broadcast(self.with_return), "_group", "left_semi")
+            .select("_group", F.col("_day").alias("_anchor_day"))
+            .distinct(),
+            f"incremental_anchors_{self.windows}",
+        )
+        self.windows += 1
+        return (
+            targets.where(F.col("_day").isNotNull())
+            .join(F.broadcast(anchors), "_group")
+            .where(F.abs(F.col("_day") - F.col("_anchor_day")) <= self.window_days)
+            .select(*self.keys.columns)
+        )
+
+
+def _shared_ids(keys: DataFrame, outside: DataFrame, removed: DataFrame) -> DataFrame:
+    """Ids that tie two rows: repeated in the new bronze, or a removed row's id found outside
+    the changed files. Aggregations (they spill), and few rows come out."""
+    ids = keys.where(F.col("_id").isNotNull())
+    repeated = ids.groupBy("_id").agg(F.count(F.lit(1)).alias("_n")).where("_n > 1")
+    across = (
+        removed.where(F.col("_id").isNotNull())
+        .select("_id", F.lit(1).alias("_removed"))
+        .unionByName(
+            outside.where(F.col("_id").isNotNull()).select("_id", F.lit(0).alias("_removed"))
+        )
+        .groupBy("_id")
+        .agg(F.min("_removed").alias("_lo"), F.max("_removed").alias("_hi"))
+        .where((F.col("_lo") == 0) & (F.col("_hi") == 1))
+    )
+    return repeated.select("_id").unionByName(across.select("_id")).distinct()
+
+
 def affected_rows(
     keys: DataFrame,
     *,
@@ -87,85 +156,40 @@ def affected_rows(
     takes out of bronze (the earlier version of a changed file), which tie rows as well.
     """
     in_files = F.col("source_file").isin(*files) if files else F.lit(False)
-    outside = keys.where(~in_files)
-    # Products with a return anywhere (before or after the load): only they tie rows by date.
-    with_return = materialise(
-        keys.where("_return")
-        .select("_group")
-        .unionByName(removed.where("_return").select("_group"))
-        .distinct(),
-        "incremental_return_groups",
+    ties = _Ties(
+        keys,
+        outside=keys.where(~in_files),
+        removed=removed,
+        window_days=window_days,
+        materialise=materialise,
     )
-    # Ids that tie two rows: repeated in the new bronze, or a removed row's id found outside
-    # the changed files. Aggregations (they spill), and few rows come out.
-    ids = keys.where(F.col("_id").isNotNull())
-    repeated = ids.groupBy("_id").agg(F.count(F.lit(1)).alias("_n")).where("_n > 1")
-    across = (
-        removed.where(F.col("_id").isNotNull())
-        .select("_id", F.lit(1).alias("_removed"))
-        .unionByName(
-            outside.where(F.col("_id").isNotNull()).select("_id", F.lit(0).alias("_removed"))
-        )
-        .groupBy("_id")
-        .agg(F.min("_removed").alias("_lo"), F.max("_removed").alias("_hi"))
-        .where((F.col("_lo") == 0) & (F.col("_hi") == 1))
-    )
-    shared = materialise(
-        repeated.select("_id").unionByName(across.select("_id")).distinct(),
-        "incremental_shared_ids",
-    )
-
-    def partners(rows: DataFrame) -> DataFrame:
-        """Rows of other files sharing a dispensing_id with one of ``rows``."""
-        hit = rows.select("_id").join(F.broadcast(shared), "_id", "left_semi").distinct()
-        return outside.join(F.broadcast(hit), "_id", "left_semi")
-
-    def in_window(rows: DataFrame, *, targets: DataFrame) -> DataFrame:
-        """Rows of ``targets`` within the window of a row of ``rows`` in the same product
-        (either side: a superset that costs nothing)."""
-        anchors = materialise(
-            rows.where(F.col("_day").isNotNull())
-            .join(F.broadcast(with_return), "_group", "left_semi")
-            .select("_group", F.col("_day").alias("_anchor_day"))
-            .distinct(),
-            f"incremental_anchors_{len(windows)}",
-        )
-        windows.append(anchors)
-        return (
-            targets.where(F.col("_day").isNotNull())
-            .join(F.broadcast(anchors), "_group")
-            .where(F.abs(F.col("_day") - F.col("_anchor_day")) <= window_days)
-            .select(*keys.columns)
-        )
-
-    windows: list[DataFrame] = []
     changed = keys.where(in_files)
     returns = materialise(keys.where("_return"), "incremental_returns")
     # Rows that may become clean or unclean: the changed ones and their id partners ...
     seeds = changed.unionByName(removed)
-    extra = partners(seeds)
+    extra = ties.partners(seeds)
     if flipped is not None:
         flipped = flipped.where(~in_files)
-        extra = extra.unionByName(flipped).unionByName(partners(flipped))
+        extra = extra.unionByName(flipped).unionByName(ties.partners(flipped))
     unsettled = materialise(extra.distinct(), "incremental_unsettled")
     # ... and the returns that net against them (or against a row taken out).
     reached = unsettled.unionByName(
-        in_window(seeds.unionByName(unsettled), targets=returns).where(~in_files)
+        ties.in_window(seeds.unionByName(unsettled), targets=returns).where(~in_files)
     )
     reached = materialise(reached.distinct(), "incremental_reached")
     rows = materialise(
-        reached.unionByName(partners(reached)).select(*ROW_KEY).distinct(),
+        reached.unionByName(ties.partners(reached)).select(*ROW_KEY).distinct(),
         "incremental_rows",
     )
     # What their verdicts read: the windows of the returns among them, and the id partners.
     their_returns = returns.where(in_files).unionByName(
         returns.join(F.broadcast(rows), ROW_KEY, "left_semi")
     )
-    read = in_window(their_returns, targets=keys).where(~in_files)
+    read = ties.in_window(their_returns, targets=keys).where(~in_files)
     read = materialise(read.distinct(), "incremental_read")
     context = materialise(
         rows.unionByName(read.select(*ROW_KEY))
-        .unionByName(partners(read).select(*ROW_KEY))
+        .unionByName(ties.partners(read).select(*ROW_KEY))
         .distinct(),
         "incremental_context",
     )

@@ -225,6 +225,28 @@ def build_persistence_tables(
         )
     )
 
+    fits = _fit_models(
+        persistence,
+        km_strata=km_strata,
+        cox_covariates=cox_covariates,
+        cox_references=cox_references,
+        cox_scale=cox_scale,
+        min_events_per_level=min_events_per_level,
+    )
+    return {"episodes": episodes, "dose": dose, "persistence": persistence, **fits}
+
+
+def _fit_models(
+    persistence: DataFrame,
+    *,
+    km_strata: Sequence[str],
+    cox_covariates: Sequence[str],
+    cox_references: Mapping[str, str],
+    cox_scale: Mapping[str, float],
+    min_events_per_level: int,
+) -> dict[str, DataFrame]:
+    """Kaplan-Meier curves and medians and the Cox model over the persons with a supply, on
+    the driver (the per-person table's model columns only), back as Spark frames."""
     # In person order: the PH test ranks tied times by row order, which Spark does not fix.
     pdf = (
         persistence.select("person_id", *_MODEL_COLUMNS)
@@ -245,12 +267,8 @@ def build_persistence_tables(
     )
     model_row = cox.iloc[0]
     log.info("cox model: status %s, %s term row(s)", model_row["status"], len(cox) - 1)
-
-    spark = cohort.sparkSession
+    spark = persistence.sparkSession
     return {
-        "episodes": episodes,
-        "dose": dose,
-        "persistence": persistence,
         "km_curves": pandas_to_spark(spark, km_curves, KM_CURVES_SCHEMA),
         "km_medians": pandas_to_spark(spark, km_medians, KM_MEDIANS_SCHEMA),
         "cox_results": pandas_to_spark(spark, cox, COX_RESULTS_SCHEMA),

@@ -270,29 +270,10 @@ def _ingest_delivery(
     delivery = scan_delivery(delivery_dir)
     for name in delivery.ignored:
         say(f"ignoring {name}: not a contract file")
-    manifest_files = delivery.manifest.files if delivery.manifest else None
     registry = _read_registry(spark, paths)
     stamps_before = {} if verify else read_stamps(warehouse)
     fresh: dict[str, FileStamp] = {}  # stamps of the files read this time
-    checked: list[CheckedFile] = []
-    for file in delivery.files:
-        expected = manifest_files.get(file.relpath) if manifest_files else None
-        known = unchanged_file(
-            file,
-            stamp=stamps_before.get(file.name),
-            registered=registry.get(file.name),
-            expected_sha256=expected,
-        )
-        if known is not None:
-            say(f"unchanged {file.relpath}: {known.rows:,} rows (size and time as loaded)")
-            checked.append(known)
-            continue
-        before = stamp_of(file)
-        result = check_file(file, expected_sha256=expected)
-        sha_note = "sha256 matches manifest" if expected else "no sha256 in manifest"
-        say(f"checked {file.relpath}: {result.rows:,} rows, {sha_note}")
-        fresh[file.name] = dataclasses.replace(before, sha256=result.sha256)
-        checked.append(result)
+    checked = _check_files(delivery, registry, stamps_before, fresh, say)
 
     period_start, period_end = delivery.period
     changed = [
@@ -320,14 +301,7 @@ def _ingest_delivery(
     if not changed:
         # Files unchanged but a table is missing (deleted, or a crash in an earlier run):
         # rebuild from these files, every one of them read.
-        for i, c in enumerate(checked):
-            if c.file.name not in fresh:
-                fresh[c.file.name] = stamp_of(c.file)
-                expected = manifest_files.get(c.file.relpath) if manifest_files else None
-                checked[i] = check_file(c.file, expected_sha256=expected)
-                fresh[c.file.name] = dataclasses.replace(
-                    fresh[c.file.name], sha256=checked[i].sha256
-                )
+        _read_every_file(delivery, checked, fresh)
         changed = list(checked)
 
     load_time = datetime.now(UTC).replace(microsecond=0)
@@ -347,6 +321,52 @@ def _ingest_delivery(
     kept = set(registry) | {c.file.name for c in checked}
     write_stamps(warehouse, updated_stamps(stamps_before, fresh, keep=kept))
     return result
+
+
+def _check_files(
+    delivery: Delivery,
+    registry: dict[str, Any],
+    stamps_before: dict[str, FileStamp],
+    fresh: dict[str, FileStamp],
+    say: Progress,
+) -> list[CheckedFile]:
+    """Every file of the delivery checked: a file whose size and time are as when it was
+    loaded is taken as it was; any other is read whole (rows, sha256 against the manifest)
+    and its new stamp put in ``fresh``."""
+    manifest_files = delivery.manifest.files if delivery.manifest else None
+    checked: list[CheckedFile] = []
+    for file in delivery.files:
+        expected = manifest_files.get(file.relpath) if manifest_files else None
+        known = unchanged_file(
+            file,
+            stamp=stamps_before.get(file.name),
+            registered=registry.get(file.name),
+            expected_sha256=expected,
+        )
+        if known is not None:
+            say(f"unchanged {file.relpath}: {known.rows:,} rows (size and time as loaded)")
+            checked.append(known)
+            continue
+        before = stamp_of(file)
+        result = check_file(file, expected_sha256=expected)
+        sha_note = "sha256 matches manifest" if expected else "no sha256 in manifest"
+        say(f"checked {file.relpath}: {result.rows:,} rows, {sha_note}")
+        fresh[file.name] = dataclasses.replace(before, sha256=result.sha256)
+        checked.append(result)
+    return checked
+
+
+def _read_every_file(
+    delivery: Delivery, checked: list[CheckedFile], fresh: dict[str, FileStamp]
+) -> None:
+    """Read (and stamp) the files that were taken as loaded, in place in ``checked``."""
+    manifest_files = delivery.manifest.files if delivery.manifest else None
+    for i, c in enumerate(checked):
+        if c.file.name not in fresh:
+            fresh[c.file.name] = stamp_of(c.file)
+            expected = manifest_files.get(c.file.relpath) if manifest_files else None
+            checked[i] = check_file(c.file, expected_sha256=expected)
+            fresh[c.file.name] = dataclasses.replace(fresh[c.file.name], sha256=checked[i].sha256)
 
 
 @dataclass

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import SparkSession
 
@@ -28,6 +28,9 @@ from rxcohort.lock import warehouse_lock
 from rxcohort.log import get_logger
 from rxcohort.pipelines.snapshot import last_succeeded_run
 from rxcohort.study.loader import StudySource, load_study_source
+
+if TYPE_CHECKING:
+    from rxcohort.pipelines.ingest import IngestResult
 
 log = get_logger("refresh")
 
@@ -130,7 +133,7 @@ def refresh(
     a failed study is reported and the others still run. ``full`` and ``verify`` are the
     ingest's (:func:`rxcohort.pipelines.ingest_delivery`).
     """
-    from rxcohort.pipelines import ingest_delivery, run_study
+    from rxcohort.pipelines import ingest_delivery
 
     root = Path(warehouse)
     result = RefreshResult()
@@ -155,59 +158,65 @@ def refresh(
         except QualityGateError as exc:
             done(Step("ingest", str(delivery_dir), "gate_closed", str(exc), _since(started)))
             return result
-        if loaded.changed:
-            n_changed = sum(1 for _, _, changed in loaded.files if changed)
-            done(
-                Step(
-                    "ingest",
-                    str(delivery_dir),
-                    "loaded",
-                    f"load {loaded.load_id}: {n_changed} of {len(loaded.files)} files new or "
-                    f"changed; {_classified(loaded.reclassified)}; rows changed in "
-                    f"{'; '.join(loaded.changed_parts) or 'nothing'}",
-                    _since(started),
-                    {
-                        "load_id": loaded.load_id,
-                        "files_changed": n_changed,
-                        "changed": list(loaded.changed_parts),
-                        "reclassified": loaded.reclassified,
-                    },
-                )
-            )
-        else:
-            done(
-                Step(
-                    "ingest",
-                    str(delivery_dir),
-                    "unchanged",
-                    "every file is already in the warehouse as delivered",
-                    _since(started),
-                )
-            )
+        done(_ingest_step(loaded, str(delivery_dir), _since(started)))
         for source in studies:
-            study_id = source.study.study_id
-            needed, reason = why_run(root, source)
-            if not needed:
-                done(Step("study", study_id, "skipped", reason))
-                continue
-            started = time.monotonic()
-            try:
-                ran = run_study(session, source.source, warehouse=root, progress=progress)
-            except Exception as exc:  # one failed study does not stop the others
-                what = str(exc) if isinstance(exc, RxCohortError) else _internal(exc)
-                done(Step("study", study_id, "failed", f"{reason}; {what}", _since(started)))
-                continue
-            done(
-                Step(
-                    "study",
-                    study_id,
-                    "ran",
-                    f"{reason}; run {ran.run_id}",
-                    _since(started),
-                    {"run_id": ran.run_id},
-                )
-            )
+            done(_study_step(session, root, source, progress))
     return result
+
+
+def _ingest_step(loaded: IngestResult, delivery: str, seconds: float) -> Step:
+    """The ingest's line: what the load changed, or that nothing did."""
+    if not loaded.changed:
+        return Step(
+            "ingest",
+            delivery,
+            "unchanged",
+            "every file is already in the warehouse as delivered",
+            seconds,
+        )
+    n_changed = sum(1 for _, _, changed in loaded.files if changed)
+    return Step(
+        "ingest",
+        delivery,
+        "loaded",
+        f"load {loaded.load_id}: {n_changed} of {len(loaded.files)} files new or "
+        f"changed; {_classified(loaded.reclassified)}; rows changed in "
+        f"{'; '.join(loaded.changed_parts) or 'nothing'}",
+        seconds,
+        {
+            "load_id": loaded.load_id,
+            "files_changed": n_changed,
+            "changed": list(loaded.changed_parts),
+            "reclassified": loaded.reclassified,
+        },
+    )
+
+
+def _study_step(
+    session: SparkSession, root: Path, source: StudySource, progress: Progress | None
+) -> Step:
+    """Run the study when its file or inputs changed since its last run, else skip it; a
+    failure is the step's outcome (the refresh goes on with the next study)."""
+    from rxcohort.pipelines import run_study
+
+    study_id = source.study.study_id
+    needed, reason = why_run(root, source)
+    if not needed:
+        return Step("study", study_id, "skipped", reason)
+    started = time.monotonic()
+    try:
+        ran = run_study(session, source.source, warehouse=root, progress=progress)
+    except Exception as exc:  # one failed study does not stop the others
+        what = str(exc) if isinstance(exc, RxCohortError) else _internal(exc)
+        return Step("study", study_id, "failed", f"{reason}; {what}", _since(started))
+    return Step(
+        "study",
+        study_id,
+        "ran",
+        f"{reason}; run {ran.run_id}",
+        _since(started),
+        {"run_id": ran.run_id},
+    )
 
 
 def _classified(rows: int | None) -> str:

@@ -176,57 +176,9 @@ def _run_study(
     )
     log.info("run %s of study %s started", record.run_id, study.study_id)
     try:
-        record.input_versions = pin_inputs(warehouse, pinned)
-        say("reading " + ", ".join(f"{k} v{v}" for k, v in sorted(record.input_versions.items())))
-        inputs = read_inputs(spark, warehouse, record.input_versions)
-        check_codes_present(study, inputs[DISPENSINGS], strict=strict)
-        data_period = check_coverage(study, inputs.get(DELIVERIES)) or _dispensing_period(
-            inputs[DISPENSINGS]
+        attrition, group_sizes, analysis = _build_and_analyse(
+            spark, warehouse, study, study_dir, record, pinned, strict=strict, say=say
         )
-
-        say("building the cohort")
-        tables = build_study_tables(
-            study,
-            dispensings=select_dispensings_for(study, inputs[DISPENSINGS]),
-            persons=inputs[PERSONS],
-        )
-        record.output_versions = write_outputs(tables, study_dir, run_id=record.run_id, say=say)
-        written = {
-            name: io.read_table(spark, study_dir / name, version=version)
-            for name, version in record.output_versions.items()
-        }
-        attrition = sorted(
-            (r["step"], r["criterion"], r["n_persons"], r["n_excluded"])
-            for r in written["attrition"].collect()
-        )
-        record.n_persons = attrition[-1][2]
-        group_sizes = _group_sizes(study, written["cohort"])
-        # Without a data period persistence is skipped; the study's last day only bounds the read.
-        data_end = data_period[1] if data_period else required_data_range(study)[1]
-        index_dispensings = select_cohort_dispensings(
-            index_dispensings_for(study, inputs[DISPENSINGS], date_to=data_end), written["cohort"]
-        )
-
-        analysis = run_analyses(
-            spark,
-            AnalysisInputs(
-                study=study,
-                run_id=record.run_id,
-                study_dir=study_dir,
-                cohort=written["cohort"],
-                attrition=written["attrition"],
-                consumption=written["consumption"],
-                n_persons=record.n_persons,
-                dispensings=tables.dispensings,
-                index_dispensings=index_dispensings,
-                persons=inputs[PERSONS],
-                prescribers=inputs.get(PRESCRIBERS),
-                silver_dispensings=inputs[DISPENSINGS],
-                data_period=data_period,
-            ),
-            progress=say,
-        )
-        record.output_versions.update(analysis.table_versions)
         record.status = STATUS_SUCCEEDED
     except Exception as exc:
         record.error = _error_text(exc)
@@ -256,6 +208,72 @@ def _run_study(
         group_sizes=group_sizes,
         analysis=analysis,
     )
+
+
+def _build_and_analyse(
+    spark: SparkSession,
+    warehouse: Path,
+    study: Study,
+    study_dir: Path,
+    record: RunRecord,
+    pinned: dict[str, int] | None,
+    *,
+    strict: bool,
+    say: Progress,
+) -> tuple[list[tuple[int, str, int, int]], list[tuple[str, int]], AnalysisOutcome]:
+    """Pin and read the inputs, check them, build and write the cohort, attrition and
+    consumption, then the analyses from what was written. Fills in the record's versions and
+    size; returns the attrition rows, the group sizes and the analyses' outcome."""
+    record.input_versions = pin_inputs(warehouse, pinned)
+    say("reading " + ", ".join(f"{k} v{v}" for k, v in sorted(record.input_versions.items())))
+    inputs = read_inputs(spark, warehouse, record.input_versions)
+    check_codes_present(study, inputs[DISPENSINGS], strict=strict)
+    data_period = check_coverage(study, inputs.get(DELIVERIES)) or _dispensing_period(
+        inputs[DISPENSINGS]
+    )
+
+    say("building the cohort")
+    tables = build_study_tables(
+        study,
+        dispensings=select_dispensings_for(study, inputs[DISPENSINGS]),
+        persons=inputs[PERSONS],
+    )
+    record.output_versions = write_outputs(tables, study_dir, run_id=record.run_id, say=say)
+    written = {
+        name: io.read_table(spark, study_dir / name, version=version)
+        for name, version in record.output_versions.items()
+    }
+    attrition = sorted(
+        (r["step"], r["criterion"], r["n_persons"], r["n_excluded"])
+        for r in written["attrition"].collect()
+    )
+    record.n_persons = attrition[-1][2]
+    # Without a data period persistence is skipped; the study's last day only bounds the read.
+    data_end = data_period[1] if data_period else required_data_range(study)[1]
+    index_dispensings = select_cohort_dispensings(
+        index_dispensings_for(study, inputs[DISPENSINGS], date_to=data_end), written["cohort"]
+    )
+    analysis = run_analyses(
+        spark,
+        AnalysisInputs(
+            study=study,
+            run_id=record.run_id,
+            study_dir=study_dir,
+            cohort=written["cohort"],
+            attrition=written["attrition"],
+            consumption=written["consumption"],
+            n_persons=record.n_persons,
+            dispensings=tables.dispensings,
+            index_dispensings=index_dispensings,
+            persons=inputs[PERSONS],
+            prescribers=inputs.get(PRESCRIBERS),
+            silver_dispensings=inputs[DISPENSINGS],
+            data_period=data_period,
+        ),
+        progress=say,
+    )
+    record.output_versions.update(analysis.table_versions)
+    return attrition, _group_sizes(study, written["cohort"]), analysis
 
 
 def run_analyses(

@@ -102,18 +102,7 @@ def render_quality_report(
 ) -> str:
     """The page as a string. ``quarantine`` rows are (table, reason, rows). Counts are shown
     as given: pass them through :func:`protect_page` first."""
-    hard_failed = [o for o in outcomes if o.is_hard_failure]
-    soft_failed = [o for o in outcomes if o.severity == "soft" and not o.success]
-    if hard_failed:
-        banner = (
-            "bad",
-            f"Gate closed: {len(hard_failed)} hard expectation(s) failed; nothing was committed.",
-        )
-    elif soft_failed:
-        banner = ("soft", f"Committed with {len(soft_failed)} soft warning(s).")
-    else:
-        banner = ("ok", "All expectations passed.")
-
+    banner = _banner(outcomes)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -128,51 +117,73 @@ def render_quality_report(
     for key, value in summary:
         parts.append(f'<tr><th scope="row">{escape(key)}</th><td>{escape(value)}</td></tr>')
     parts.append("</table>")
-
-    if quarantine:
-        parts.append("<h2>Quarantined rows by reason</h2>")
-        parts.append("<table><tr><th>table</th><th>reason</th><th>rows</th></tr>")
-        for table, reason, rows in quarantine:
-            parts.append(
-                f"<tr><td>{escape(table)}</td><td><code>{escape(reason)}</code></td>"
-                f'<td class="num">{escape(count_text(rows))}</td></tr>'
-            )
-        parts.append("</table>")
-
+    parts += _quarantine_section(quarantine)
     suites: dict[str, list[ExpectationOutcome]] = {}
     for outcome in outcomes:
         suites.setdefault(outcome.suite, []).append(outcome)
     for suite, items in suites.items():
-        passed = sum(o.success for o in items)
-        parts.append(
-            f"<h2>Suite <code>{escape(suite)}</code>: {passed} of {len(items)} passed</h2>"
-        )
-        parts.append(
-            '<div class="scroll"><table><tr><th>#</th><th>result</th><th>severity</th>'
-            "<th>expectation</th>"
-            "<th>column</th><th>parameters</th><th>observed</th><th>why</th></tr>"
-        )
-        for o in items:
-            if o.success:
-                result = '<span class="pass">pass</span>'
-            elif o.severity == "hard":
-                result = '<span class="fail">FAIL</span>'
-            else:
-                result = '<span class="warn">warn</span>'
-            parts.append(
-                f'<tr><td class="num">{o.index + 1}</td><td>{result}</td>'
-                f"<td>{escape(o.severity)}</td><td><code>{escape(o.expectation)}</code></td>"
-                f"<td>{escape(o.column or '')}</td><td>{_format_mapping(o.arguments)}</td>"
-                f"<td>{_format_mapping(o.observed, labels=OBSERVED_LABELS)}</td>"
-                f"<td>{escape(o.why or '')}</td></tr>"
-            )
-        parts.append("</table></div>")
+        parts += _suite_section(suite, items)
     parts.append(
         '<p class="sub">hard: a failure stops the ingest before anything is committed; '
         "soft: reported, the data is committed. Observed values are counts and percentages "
         "only.</p></body></html>"
     )
     return "\n".join(parts)
+
+
+def _banner(outcomes: Sequence[ExpectationOutcome]) -> tuple[str, str]:
+    """(css class, text) of the page's verdict."""
+    hard_failed = [o for o in outcomes if o.is_hard_failure]
+    soft_failed = [o for o in outcomes if o.severity == "soft" and not o.success]
+    if hard_failed:
+        n = len(hard_failed)
+        return ("bad", f"Gate closed: {n} hard expectation(s) failed; nothing was committed.")
+    if soft_failed:
+        return ("soft", f"Committed with {len(soft_failed)} soft warning(s).")
+    return ("ok", "All expectations passed.")
+
+
+def _quarantine_section(quarantine: Sequence[tuple[str, str, Any]]) -> list[str]:
+    if not quarantine:
+        return []
+    parts = [
+        "<h2>Quarantined rows by reason</h2>",
+        "<table><tr><th>table</th><th>reason</th><th>rows</th></tr>",
+    ]
+    for table, reason, rows in quarantine:
+        parts.append(
+            f"<tr><td>{escape(table)}</td><td><code>{escape(reason)}</code></td>"
+            f'<td class="num">{escape(count_text(rows))}</td></tr>'
+        )
+    parts.append("</table>")
+    return parts
+
+
+def _suite_section(suite: str, items: Sequence[ExpectationOutcome]) -> list[str]:
+    """One suite's heading and its table, an expectation a row."""
+    passed = sum(o.success for o in items)
+    parts = [
+        f"<h2>Suite <code>{escape(suite)}</code>: {passed} of {len(items)} passed</h2>",
+        '<div class="scroll"><table><tr><th>#</th><th>result</th><th>severity</th>'
+        "<th>expectation</th>"
+        "<th>column</th><th>parameters</th><th>observed</th><th>why</th></tr>",
+    ]
+    for o in items:
+        if o.success:
+            result = '<span class="pass">pass</span>'
+        elif o.severity == "hard":
+            result = '<span class="fail">FAIL</span>'
+        else:
+            result = '<span class="warn">warn</span>'
+        parts.append(
+            f'<tr><td class="num">{o.index + 1}</td><td>{result}</td>'
+            f"<td>{escape(o.severity)}</td><td><code>{escape(o.expectation)}</code></td>"
+            f"<td>{escape(o.column or '')}</td><td>{_format_mapping(o.arguments)}</td>"
+            f"<td>{_format_mapping(o.observed, labels=OBSERVED_LABELS)}</td>"
+            f"<td>{escape(o.why or '')}</td></tr>"
+        )
+    parts.append("</table></div>")
+    return parts
 
 
 # Great Expectations' result keys in the words of the report.

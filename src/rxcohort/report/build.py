@@ -122,34 +122,10 @@ def collect_report_data(
     study_dir = warehouse / "studies" / study_id
     notes: dict[str, str] = {}
     run_info = RunInfo.from_any(run) if run is not None else _latest_run(spark, study_dir / "runs")
-    # The tables as the run wrote them: a later run killed half-way left newer versions of
-    # some (rxcohort.pipelines.snapshot). Without a run that wrote them, the latest.
-    written = dict(run_info.output_versions) if run_info and run_info.output_versions else {}
-    names = [
-        name
-        for name in (*RESULT_TABLES, *PERSON_TABLES)
-        if io.table_exists(study_dir / name) and (not written or name in written)
-    ]
-    tables = {
-        name: io.read_table(spark, study_dir / name, version=written.get(name)) for name in names
-    }
-    versions = {
-        name: v
-        for name in (*names, "runs")
-        if (v := written.get(name, io.table_version(study_dir / name))) is not None
-    }
-
+    tables, versions = _run_tables(spark, study_dir, run_info)
     if run_info is None:
         notes["run"] = "the study has no runs table"
-    if study is None and run_info is not None and run_info.definition_yaml:
-        try:
-            study = parse_study(
-                run_info.definition_yaml, study_id=study_id, source=f"run {run_info.run_id}"
-            ).study
-        except ConfigError as exc:
-            notes["study"] = f"the stored study definition no longer validates ({exc})"
-    if study is None and "study" not in notes:
-        notes["study"] = "no study file was given and no run recorded the definition"
+    study = _study_of_run(study, study_id, run_info, notes)
 
     results = {name: tables[name].toPandas() for name in RESULT_TABLES if name in tables}
     characteristics = results.pop("characteristics", None)
@@ -162,25 +138,7 @@ def collect_report_data(
             window_ddd = summaries.summarise_window_ddd(
                 tables["cohort"], tables["consumption"]
             ).toPandas()
-
-    dose, dose_source = _dose_frame(tables)
-    dose_table = dose_bands = None
-    if dose is not None:
-        bins = dose_bins(width=DOSE_BIN_WIDTH, upper=DOSE_BIN_UPPER)
-        counts = summaries.summarise_dose_bins(
-            dose, dose_col=DOSE_COLUMN, width=DOSE_BIN_WIDTH, upper=DOSE_BIN_UPPER
-        ).toPandas()
-        dose_table = histogram_table(counts, bins)
-        if "dose_band" in dose.columns:
-            dose_bands = (
-                summaries.summarise_group_counts(dose, column="dose_band")
-                .toPandas()
-                .sort_values("value", na_position="last")
-                .reset_index(drop=True)
-            )
-    elif "persistence" in tables or "dose" in tables:
-        notes["dose"] = f"the persistence tables have no {DOSE_COLUMN} column"
-
+    dose_table, dose_bands, dose_source = _dose_summaries(tables, notes)
     deliveries, quality, scope = _quality(spark, warehouse, run_info, notes)
 
     groups, drugs = _labels(study, characteristics, window_ddd, results)
@@ -218,6 +176,69 @@ def collect_report_data(
         notes=notes,
     )
     return replace(data, protected=protect_report(data))
+
+
+def _run_tables(
+    spark: SparkSession, study_dir: Path, run_info: RunInfo | None
+) -> tuple[dict[str, DataFrame], dict[str, int]]:
+    """The study's tables as the run wrote them, and their versions. A later run killed
+    half-way left newer versions of some (rxcohort.pipelines.snapshot); without a run that
+    wrote them, the latest."""
+    written = dict(run_info.output_versions) if run_info and run_info.output_versions else {}
+    names = [
+        name
+        for name in (*RESULT_TABLES, *PERSON_TABLES)
+        if io.table_exists(study_dir / name) and (not written or name in written)
+    ]
+    tables = {
+        name: io.read_table(spark, study_dir / name, version=written.get(name)) for name in names
+    }
+    versions = {
+        name: v
+        for name in (*names, "runs")
+        if (v := written.get(name, io.table_version(study_dir / name))) is not None
+    }
+    return tables, versions
+
+
+def _study_of_run(
+    study: Study | None, study_id: str, run_info: RunInfo | None, notes: dict[str, str]
+) -> Study | None:
+    """The study given, else the definition the run recorded; ``notes`` says when neither."""
+    if study is None and run_info is not None and run_info.definition_yaml:
+        try:
+            study = parse_study(
+                run_info.definition_yaml, study_id=study_id, source=f"run {run_info.run_id}"
+            ).study
+        except ConfigError as exc:
+            notes["study"] = f"the stored study definition no longer validates ({exc})"
+    if study is None and "study" not in notes:
+        notes["study"] = "no study file was given and no run recorded the definition"
+    return study
+
+
+def _dose_summaries(
+    tables: dict[str, DataFrame], notes: dict[str, str]
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str | None]:
+    """The dose histogram and the persons per dose band, and the table they came from."""
+    dose, dose_source = _dose_frame(tables)
+    if dose is None:
+        if "persistence" in tables or "dose" in tables:
+            notes["dose"] = f"the persistence tables have no {DOSE_COLUMN} column"
+        return None, None, dose_source
+    bins = dose_bins(width=DOSE_BIN_WIDTH, upper=DOSE_BIN_UPPER)
+    counts = summaries.summarise_dose_bins(
+        dose, dose_col=DOSE_COLUMN, width=DOSE_BIN_WIDTH, upper=DOSE_BIN_UPPER
+    ).toPandas()
+    dose_bands = None
+    if "dose_band" in dose.columns:
+        dose_bands = (
+            summaries.summarise_group_counts(dose, column="dose_band")
+            .toPandas()
+            .sort_values("value", na_position="last")
+            .reset_index(drop=True)
+        )
+    return histogram_table(counts, bins), dose_bands, dose_source
 
 
 def _latest_run(spark: SparkSession, path: Path) -> RunInfo | None:

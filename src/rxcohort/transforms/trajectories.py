@@ -61,27 +61,8 @@ def summarise_monthly_ddd(
     persons = cohort.select("person_id", "index_date", "exposure_group")
     sizes = persons.groupBy("exposure_group").agg(F.count(F.lit(1)).alias("n_persons"))
 
-    any_group = starts_with_any_filter("atc_code", [p for ps in groups.values() for p in ps])
-    group_of = F.array_compact(
-        F.array(
-            *[
-                F.when(starts_with_any("atc_code", prefixes), F.lit(name))
-                for name, prefixes in groups.items()
-            ]
-        )
-    )
-    per_person_month = (
-        dispensings.where(any_group)
-        .select("person_id", "dispense_date", "atc_code", "packs", "ddd")
-        .join(persons, "person_id")
-        .transform(add_relative_month, date_col="dispense_date")
-        .where((F.col("month") >= -months_before) & (F.col("month") < months_after))
-        .withColumn("drug_group", F.explode(group_of))
-        .groupBy("exposure_group", "drug_group", "month", "person_id")
-        .agg(
-            F.coalesce(F.sum("ddd"), F.lit(0.0)).alias("ddd"),
-            F.max((F.col("packs") > 0).cast("int")).alias("used"),
-        )
+    per_person_month = _per_person_month(
+        persons, dispensings, groups, months_before=months_before, months_after=months_after
     )
     sums = per_person_month.groupBy("exposure_group", "drug_group", "month").agg(
         F.sum("ddd").alias("sum_ddd"),
@@ -112,4 +93,38 @@ def summarise_monthly_ddd(
         F.coalesce(F.col("n_users"), F.lit(0)).cast("long").alias("n_users"),
         (total / n).alias("mean_ddd"),
         F.when(n >= 2, F.sqrt(variance)).alias("sd_ddd"),
+    )
+
+
+def _per_person_month(
+    persons: DataFrame,
+    dispensings: DataFrame,
+    groups: dict[str, list[str]],
+    *,
+    months_before: int,
+    months_after: int,
+) -> DataFrame:
+    """A person's DDD of a drug group in a month from index, and whether they collected any
+    (packs > 0): persons with no dispensing of the group in the month have no row."""
+    any_group = starts_with_any_filter("atc_code", [p for ps in groups.values() for p in ps])
+    group_of = F.array_compact(
+        F.array(
+            *[
+                F.when(starts_with_any("atc_code", prefixes), F.lit(name))
+                for name, prefixes in groups.items()
+            ]
+        )
+    )
+    return (
+        dispensings.where(any_group)
+        .select("person_id", "dispense_date", "atc_code", "packs", "ddd")
+        .join(persons, "person_id")
+        .transform(add_relative_month, date_col="dispense_date")
+        .where((F.col("month") >= -months_before) & (F.col("month") < months_after))
+        .withColumn("drug_group", F.explode(group_of))
+        .groupBy("exposure_group", "drug_group", "month", "person_id")
+        .agg(
+            F.coalesce(F.sum("ddd"), F.lit(0.0)).alias("ddd"),
+            F.max((F.col("packs") > 0).cast("int")).alias("used"),
+        )
     )
