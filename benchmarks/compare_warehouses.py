@@ -3,7 +3,7 @@
     python benchmarks/compare_warehouses.py WAREHOUSE_A WAREHOUSE_B
 
 Every Delta table under either warehouse is read at its latest version with delta-rs (no
-engine), its rows sorted by every column that is not a float, and compared with the other's
+engine); its schema (names, types, nullability, order) must be the same, its rows sorted by every column that is not a float, and compared with the other's
 value for value: every column but the floats exactly, the floats bit for bit with --exact,
 else to 1e-9 relative to the value (to 1 for values under 1; NaN equal to NaN). The engines add floats in whatever order their
 threads finish, so two runs of the same code on the same data can differ in the last bits of
@@ -124,8 +124,12 @@ def compare(a: Path, b: Path, *, exact: bool = False) -> int:
             print(f"{name}: only in {'A' if name in left else 'B'}")
             failures += 1
             continue
-        fa = DeltaTable(str(left[name])).to_pandas()
-        fb = DeltaTable(str(right[name])).to_pandas()
+        ta, tb = DeltaTable(str(left[name])), DeltaTable(str(right[name]))
+        if ta.schema().to_json() != tb.schema().to_json():
+            print(f"{name}: schemas differ (types or nullability)")
+            failures += 1
+            continue
+        fa, fb = ta.to_pandas(), tb.to_pandas()
         if sorted(fa.columns) != sorted(fb.columns):
             only = sorted(set(fa.columns) ^ set(fb.columns))
             print(f"{name}: columns differ ({', '.join(only)})")

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from rxcohort.contract import table_spec
+
 SMALL_COUNT_MIN = 1
 SMALL_COUNT_MAX = 4
 MASKED_COUNT = "<5"
@@ -65,13 +67,22 @@ _CHANGE_STATS = (
     "prop_diff_ci_high",
 )
 
+
+def _declared(table: str, dependants: Mapping[str, tuple[str, ...]] | None = None) -> MaskingRule:
+    """The rule of a table whose person counts and keys are those rxcohort.contract declares;
+    ``dependants`` says what each count's masking hides beside it."""
+    spec = table_spec(table)
+    return MaskingRule(person_counts=spec.counts(), keys=spec.keys(), dependants=dependants or {})
+
+
 MASKING_RULES: dict[str, MaskingRule] = {
-    "attrition": MaskingRule(person_counts=("n_persons", "n_excluded"), keys=("step", "criterion")),
+    "attrition": _declared(
+        "attrition",
+    ),
     # A mean over a group of 1-4 persons is theirs; DDD used by 1-4 persons in a window is
     # theirs too, so the mean of that window and every change built on it are hidden.
-    "group_results": MaskingRule(
-        person_counts=("n_persons", "users_pre", "users_post"),
-        keys=("exposure_group", "drug_group"),
+    "group_results": _declared(
+        "group_results",
         dependants={
             "n_persons": (EVERYTHING,),
             "users_pre": _PRE_STATS + _CHANGE_STATS,
@@ -79,73 +90,48 @@ MASKING_RULES: dict[str, MaskingRule] = {
         },
     ),
     # A contrast rests on both groups: any small count hides the whole comparison.
-    "did_results": MaskingRule(
-        person_counts=(
-            "n_persons_high",
-            "n_persons_low",
-            "users_pre_high",
-            "users_post_high",
-            "users_pre_low",
-            "users_post_low",
-        ),
-        keys=("drug_group", "contrast", "exposure_group_high", "exposure_group_low"),
-        dependants={
-            c: (EVERYTHING,)
-            for c in (
-                "n_persons_high",
-                "n_persons_low",
-                "users_pre_high",
-                "users_post_high",
-                "users_pre_low",
-                "users_post_low",
-            )
-        },
+    "did_results": _declared(
+        "did_results",
+        dependants={c: (EVERYTHING,) for c in table_spec("did_results").counts()},
     ),
-    "responders": MaskingRule(
-        person_counts=("n_persons", "n_eligible", "n_responders"),
-        keys=("exposure_group", "drug_group", "threshold"),
+    "responders": _declared(
+        "responders",
         dependants={
             "n_persons": (EVERYTHING,),
             "n_eligible": (EVERYTHING,),
             "n_responders": ("prop_responders", "ci_low", "ci_high"),
         },
     ),
-    "trajectories": MaskingRule(
-        person_counts=("n_persons", "n_users"),
-        keys=("exposure_group", "drug_group", "month"),
+    "trajectories": _declared(
+        "trajectories",
         dependants={
             "n_persons": (EVERYTHING,),
             "n_users": ("mean_ddd", "sd_ddd", "ci_low", "ci_high"),
         },
     ),
-    "its_results": MaskingRule(
-        person_counts=("n_persons",),
-        keys=("exposure_group", "drug_group", "lag_months", "parameter", "n_months"),
+    "its_results": _declared(
+        "its_results",
         dependants={"n_persons": (EVERYTHING,)},
     ),
     # Survival tables of the persistence step. Where 1-4 persons are at risk, a step of the
     # curve is one person's time on treatment; where 1-4 events happen, the size of the step
     # (1 - events / at_risk) gives the masked count back.
-    "km_curves": MaskingRule(
-        person_counts=("at_risk", "events", "censored"),
-        keys=("stratum_variable", "stratum", "time"),
+    "km_curves": _declared(
+        "km_curves",
         dependants={"at_risk": (EVERYTHING,), "events": ("survival", "ci_low", "ci_high")},
     ),
-    "km_medians": MaskingRule(
-        person_counts=("n_persons", "n_events"),
-        keys=("stratum_variable", "stratum"),
+    "km_medians": _declared(
+        "km_medians",
         dependants={"n_persons": (EVERYTHING,), "n_events": (EVERYTHING,)},
     ),
-    "cox_results": MaskingRule(
-        person_counts=("n_persons", "n_events"),
-        keys=("covariate", "level", "reference"),
+    "cox_results": _declared(
+        "cox_results",
         dependants={"n_persons": (EVERYTHING,), "n_events": (EVERYTHING,)},
     ),
     # rxcohort.transforms.utilisation. A rate over a population of 1-4 is theirs; users of
     # 1-4 give the rate and its interval away.
-    "use_over_time": MaskingRule(
-        person_counts=("n_users", "n_new_users", "n_population"),
-        keys=("period_type", "period_start", "drug", "sex", "age_band"),
+    "use_over_time": _declared(
+        "use_over_time",
         dependants={
             "n_population": (EVERYTHING,),
             "n_users": ("per_1000", "ci_low", "ci_high"),
@@ -153,26 +139,21 @@ MASKING_RULES: dict[str, MaskingRule] = {
     ),
     # Table 1 (rxcohort.transforms.characterisation): a group of 1-4 shows nothing; a share of
     # 1-4 persons is theirs, and so is the DDD of a window 1-4 persons used the drug in.
-    "characteristics": MaskingRule(
-        person_counts=("n_persons", "n"),
-        keys=("exposure_group", "variable", "level", "window"),
+    "characteristics": _declared(
+        "characteristics",
         dependants={
             "n_persons": (EVERYTHING,),
             "n": ("percent", "mean", "sd", "q1", "median", "q3"),
         },
     ),
     # A difference between two groups rests on both: any hidden count hides it.
-    "characteristics_smd": MaskingRule(
-        person_counts=("n_persons_high", "n_persons_low", "n_high", "n_low"),
-        keys=("exposure_group_high", "exposure_group_low", "variable", "level", "window"),
-        dependants={
-            c: (EVERYTHING,) for c in ("n_persons_high", "n_persons_low", "n_high", "n_low")
-        },
+    "characteristics_smd": _declared(
+        "characteristics_smd",
+        dependants={c: (EVERYTHING,) for c in table_spec("characteristics_smd").counts()},
     ),
     # Prescribers are persons too: 1-4 prescribers of a specialty are as protected as patients.
-    "prescriber_summary": MaskingRule(
-        person_counts=("n", "n_total"),
-        keys=("unit", "category", "level"),
+    "prescriber_summary": _declared(
+        "prescriber_summary",
         dependants={"n_total": (EVERYTHING,), "n": ("share", "ci_low", "ci_high")},
     ),
 }

@@ -7,16 +7,14 @@ string. The silver schemas are what the cohort engine reads.
 from __future__ import annotations
 
 from pyspark.sql.types import (
-    BooleanType,
-    DateType,
-    DoubleType,
-    IntegerType,
     LongType,
     StringType,
     StructField,
     StructType,
     TimestampType,
 )
+
+from rxcohort.contract import table_spec
 
 PERSONS_COLUMNS: tuple[str, ...] = (
     "person_id",
@@ -72,54 +70,10 @@ def bronze_schema(table: str) -> StructType:
     return StructType(raw_schema(table).fields + LINEAGE_FIELDS)
 
 
-SILVER_PERSONS = StructType(
-    [
-        StructField("person_id", StringType(), False),
-        StructField("sex", IntegerType(), True),
-        StructField("birth_year", IntegerType(), True),
-        StructField("death_date", DateType(), True),
-        StructField("emigration_date", DateType(), True),
-        StructField("county", StringType(), True),
-        StructField("source_file", StringType(), True),
-        StructField("load_id", StringType(), True),
-    ]
-)
-
-SILVER_PRESCRIBERS = StructType(
-    [
-        StructField("prescriber_id", StringType(), False),
-        StructField("profession", StringType(), True),
-        StructField("specialty", StringType(), True),
-        StructField("source_file", StringType(), True),
-        StructField("load_id", StringType(), True),
-    ]
-)
-
-# One row per dispensing_id. ``ddd`` is CONTRACT §5 rule 8 (packs * ddd_per_pack, else computed
-# from strength and the WHO DDD); ``ddd_method`` says which: 'registry', 'computed' or null.
-SILVER_DISPENSINGS = StructType(
-    [
-        StructField("dispensing_id", StringType(), False),
-        StructField("person_id", StringType(), False),
-        StructField("dispense_date", DateType(), False),
-        StructField("atc_code", StringType(), False),
-        StructField("product_id", StringType(), True),
-        StructField("product_name", StringType(), True),
-        StructField("magistral", BooleanType(), True),
-        StructField("strength_mg", DoubleType(), True),
-        StructField("units_per_pack", DoubleType(), True),
-        StructField("packs", DoubleType(), False),
-        StructField("ddd_per_pack", DoubleType(), True),
-        StructField("ddd", DoubleType(), True),
-        StructField("ddd_method", StringType(), True),
-        StructField("prescriber_id", StringType(), True),
-        StructField("reimbursement", StringType(), True),
-        StructField("reimbursement_code", StringType(), True),
-        StructField("source_file", StringType(), True),
-        StructField("load_id", StringType(), True),
-        StructField("dispense_year", IntegerType(), False),
-    ]
-)
+# The silver tables, as declared in rxcohort.contract.
+SILVER_PERSONS = table_spec("silver_persons").schema()
+SILVER_PRESCRIBERS = table_spec("silver_prescribers").schema()
+SILVER_DISPENSINGS = table_spec("silver_dispensings").schema()
 
 # silver/dispensings is partitioned by year of dispensing and sorted by ATC code within each
 # partition, so a study reading a few ATC groups skips most row groups by their min/max stats.

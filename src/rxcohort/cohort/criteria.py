@@ -9,13 +9,13 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from rxcohort.cohort.attrition import Cohort
+from rxcohort.contract import SEX_CODES
 from rxcohort.errors import ParameterError
 from rxcohort.transforms.codes import describe_codes, starts_with_any_filter
 from rxcohort.transforms.drugs import describe_days
 
 FollowUpEvent = Literal["death", "emigration"]
 _EVENT_COLUMNS: dict[str, str] = {"death": "death_date", "emigration": "emigration_date"}
-SEX_CODES: dict[str, int] = {"male": 1, "female": 2}
 
 
 def add_person_attributes(cohort: DataFrame, persons: DataFrame) -> DataFrame:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from rxcohort.contract import SEX_CODES
 from rxcohort.schemas import RAW_COLUMNS, SILVER_DISPENSINGS, SILVER_PERSONS, SILVER_PRESCRIBERS
 
 CLEAN = "clean"
@@ -80,7 +81,6 @@ _ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 # the cast, so that no engine's own number syntax (Java's 1d, 0x1p3) decides what parses.
 _DECIMAL = r"^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$"
 _INTEGER = r"^[+-]?[0-9]+$"
-SEX_CODES = (1, 2)
 PROFESSIONS = ("physician", "dentist", "nurse", "other")
 REIMBURSEMENTS = ("blue", "white", "h")
 _EPSILON = 1e-9
@@ -196,7 +196,7 @@ def classify_persons(bronze: DataFrame) -> DataFrame:
         (MISSING_REQUIRED_FIELD, "person_id", F.col("t_person_id").isNull()),
         (UNPARSEABLE_NUMBER, "sex", _unparseable("sex")),
         (UNPARSEABLE_NUMBER, "birth_year", _unparseable("birth_year")),
-        (INVALID_VALUE, "sex", ~F.col("t_sex").isin(*SEX_CODES)),
+        (INVALID_VALUE, "sex", ~F.col("t_sex").isin(*SEX_CODES.values())),
         (UNPARSEABLE_DATE, "death_date", _unparseable("death_date")),
         (UNPARSEABLE_DATE, "emigration_date", _unparseable("emigration_date")),
     ]

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyspark.sql.types import (
-    BooleanType,
-    DateType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
+from rxcohort.contract import table_spec
 
 TABLES = ("persons", "prescribers", "dispensings")
 SUITES = {
@@ -23,70 +14,13 @@ SUITES = {
     "dispensings": "silver_dispensings",
 }
 
-# bronze/files: one row per delivered file currently in bronze (the ingest's own registry).
-FILES_SCHEMA = StructType(
-    [
-        StructField("source_file", StringType(), False),
-        StructField("table_name", StringType(), False),
-        StructField("delivered_as", StringType(), False),
-        StructField("file_year", IntegerType(), True),
-        StructField("sha256", StringType(), False),
-        StructField("size_bytes", LongType(), False),
-        StructField("lines", LongType(), False),
-        StructField("blank_lines", LongType(), False),
-        StructField("rows", LongType(), False),
-        StructField("period_start", DateType(), True),
-        StructField("period_end", DateType(), True),
-        StructField("load_id", StringType(), False),
-        StructField("load_time", TimestampType(), False),
-    ]
-)
-
-# silver/deliveries: one row per ingest that changed something.
-DELIVERIES_SCHEMA = StructType(
-    [
-        StructField("load_id", StringType(), False),
-        StructField("registry", StringType(), True),
-        StructField("extract_date", DateType(), True),
-        StructField("period_start", DateType(), True),
-        StructField("period_end", DateType(), True),
-        StructField("period_source", StringType(), False),
-        StructField("n_files", IntegerType(), False),
-        StructField("n_files_changed", IntegerType(), False),
-        StructField("rows_read", LongType(), False),
-        StructField("manifest_sha256", StringType(), True),
-        StructField("load_time", TimestampType(), False),
-    ]
-)
-
-# quality/runs: one row per expectation per suite per ingest.
-# What each load changed (silver/changes): one row per table x part whose rows changed.
-CHANGES_SCHEMA = StructType(
-    [
-        StructField("load_id", StringType(), False),
-        StructField("table_name", StringType(), False),  # silver/dispensings, quarantine/...
-        StructField("part_column", StringType(), True),  # dispense_year, source_file, or null
-        StructField("part_value", StringType(), True),
-        StructField("change", StringType(), False),  # added, removed, changed
-        StructField("rows_before", LongType(), False),
-        StructField("rows_after", LongType(), False),
-    ]
-)
-
-QUALITY_RUNS_SCHEMA = StructType(
-    [
-        StructField("load_id", StringType(), False),
-        StructField("suite", StringType(), False),
-        StructField("expectation_index", IntegerType(), False),
-        StructField("expectation", StringType(), False),
-        StructField("column", StringType(), True),
-        StructField("severity", StringType(), False),
-        StructField("success", BooleanType(), False),
-        StructField("observed", StringType(), True),
-        StructField("arguments", StringType(), True),
-        StructField("run_time", TimestampType(), False),
-    ]
-)
+# The bookkeeping tables, as declared in rxcohort.contract: bronze/files (the ingest's registry
+# of delivered files), silver/deliveries (one row per load that changed something),
+# silver/changes (what each load changed) and quality/runs (one row per expectation and load).
+FILES_SCHEMA = table_spec("files").schema()
+DELIVERIES_SCHEMA = table_spec("deliveries").schema()
+CHANGES_SCHEMA = table_spec("changes").schema()
+QUALITY_RUNS_SCHEMA = table_spec("quality_runs").schema()
 
 
 class WarehousePaths:

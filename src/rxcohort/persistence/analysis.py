@@ -10,12 +10,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DoubleType,
-    LongType,
-    StringType,
-    StructField,
     StructType,
 )
 
+from rxcohort.cohort.build import truncate_lineage
+from rxcohort.contract import table_spec
 from rxcohort.errors import ConfigError
 from rxcohort.log import get_logger
 from rxcohort.persistence.episodes import (
@@ -31,9 +30,6 @@ from rxcohort.persistence.follow_up import (
     generate_persistence,
 )
 from rxcohort.persistence.survival import (
-    COX_COLUMNS,
-    KM_CURVE_COLUMNS,
-    KM_MEDIAN_COLUMNS,
     fit_cox,
     fit_km_curves,
     fit_km_medians,
@@ -58,52 +54,9 @@ DEFAULT_COX_REFERENCES: Mapping[str, str] = {
     "prescriber_specialty": "general_practice",
 }
 
-KM_CURVES_SCHEMA = StructType(
-    [
-        StructField("stratum_variable", StringType(), False),
-        StructField("stratum", StringType(), False),
-        StructField("time", DoubleType(), False),
-        StructField("at_risk", LongType(), False),
-        StructField("events", LongType(), False),
-        StructField("censored", LongType(), False),
-        StructField("survival", DoubleType(), True),
-        StructField("ci_low", DoubleType(), True),
-        StructField("ci_high", DoubleType(), True),
-    ]
-)
-KM_MEDIANS_SCHEMA = StructType(
-    [
-        StructField("stratum_variable", StringType(), False),
-        StructField("stratum", StringType(), False),
-        StructField("n_persons", LongType(), False),
-        StructField("n_events", LongType(), False),
-        StructField("median_time", DoubleType(), True),
-        StructField("median_ci_low", DoubleType(), True),
-        StructField("median_ci_high", DoubleType(), True),
-    ]
-)
-COX_RESULTS_SCHEMA = StructType(
-    [
-        StructField("covariate", StringType(), False),
-        StructField("level", StringType(), True),
-        StructField("reference", StringType(), True),
-        StructField("n_persons", LongType(), True),
-        StructField("n_events", LongType(), True),
-        StructField("coef", DoubleType(), True),
-        StructField("se_coef", DoubleType(), True),
-        StructField("hr", DoubleType(), True),
-        StructField("ci_low", DoubleType(), True),
-        StructField("ci_high", DoubleType(), True),
-        StructField("p_value", DoubleType(), True),
-        StructField("ph_test_stat", DoubleType(), True),
-        StructField("ph_p_value", DoubleType(), True),
-        StructField("status", StringType(), False),
-        StructField("note", StringType(), True),
-    ]
-)
-assert tuple(f.name for f in KM_CURVES_SCHEMA.fields) == KM_CURVE_COLUMNS
-assert tuple(f.name for f in KM_MEDIANS_SCHEMA.fields) == KM_MEDIAN_COLUMNS
-assert tuple(f.name for f in COX_RESULTS_SCHEMA.fields) == COX_COLUMNS
+KM_CURVES_SCHEMA = table_spec("km_curves").schema()
+KM_MEDIANS_SCHEMA = table_spec("km_medians").schema()
+COX_RESULTS_SCHEMA = table_spec("cox_results").schema()
 
 _MODEL_COLUMNS: tuple[str, ...] = (
     "time_days",
@@ -205,13 +158,13 @@ def build_persistence_tables(
         raise ConfigError(f"data_end must be a date, not {type(data_end).__name__}")
 
     dispensings = restrict_to_follow_up(index_dispensings, cohort, data_end=data_end)
-    episodes = _computed(
+    episodes = truncate_lineage(
         generate_episodes(
             add_supply(dispensings, units_per_day=units_per_day), grace_days=grace_days
         )
     )
-    dose = _computed(summarise_dose(episodes, units_per_day=units_per_day))
-    persistence = _computed(
+    dose = truncate_lineage(summarise_dose(episodes, units_per_day=units_per_day))
+    persistence = truncate_lineage(
         generate_persistence(
             cohort,
             episodes,
@@ -273,11 +226,6 @@ def _fit_models(
         "km_medians": pandas_to_spark(spark, km_medians, KM_MEDIANS_SCHEMA),
         "cox_results": pandas_to_spark(spark, cox, COX_RESULTS_SCHEMA),
     }
-
-
-def _computed(frame: DataFrame) -> DataFrame:
-    # Kept in executor memory and cut from its history: later reads do not recompute it.
-    return frame.localCheckpoint(eager=True)
 
 
 def _log_counts(pdf: pd.DataFrame) -> None:

@@ -9,6 +9,7 @@ from itertools import pairwise
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from rxcohort.contract import SEX_CODES
 from rxcohort.errors import ConfigError
 from rxcohort.persistence.episodes import (
     add_dose_band,
@@ -235,7 +236,9 @@ def generate_persistence(
         .withColumn("index_daily_dose_mg", F.col("index_strength_mg") * F.lit(units_per_day))
         .withColumn(
             "sex",
-            F.when(F.col("sex") == 1, "male").when(F.col("sex") == 2, "female"),
+            F.when(F.col("sex") == SEX_CODES["male"], "male").when(
+                F.col("sex") == SEX_CODES["female"], "female"
+            ),
         )
         .transform(add_follow_up, grace_days=grace_days, data_end=data_end)
         .transform(add_age_band, edges=age_band_edges)

@@ -18,46 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rxcohort.contract import table_spec
 from rxcohort.errors import ConfigError, ParameterError
 from rxcohort.privacy import SMALL_COUNT_MAX
 
-KM_CURVE_COLUMNS: tuple[str, ...] = (
-    "stratum_variable",
-    "stratum",
-    "time",
-    "at_risk",
-    "events",
-    "censored",
-    "survival",
-    "ci_low",
-    "ci_high",
-)
-KM_MEDIAN_COLUMNS: tuple[str, ...] = (
-    "stratum_variable",
-    "stratum",
-    "n_persons",
-    "n_events",
-    "median_time",
-    "median_ci_low",
-    "median_ci_high",
-)
-COX_COLUMNS: tuple[str, ...] = (
-    "covariate",
-    "level",
-    "reference",
-    "n_persons",
-    "n_events",
-    "coef",
-    "se_coef",
-    "hr",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "ph_test_stat",
-    "ph_p_value",
-    "status",
-    "note",
-)
+KM_CURVE_COLUMNS: tuple[str, ...] = table_spec("km_curves").names()
+KM_MEDIAN_COLUMNS: tuple[str, ...] = table_spec("km_medians").names()
+COX_COLUMNS: tuple[str, ...] = table_spec("cox_results").names()
 
 OVERALL = "overall"
 OVERALL_STRATUM = "all"

@@ -14,35 +14,18 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import LongType, MapType, StringType, StructField, StructType, TimestampType
 
 import rxcohort
 from rxcohort import io
 from rxcohort.config import project_root
+from rxcohort.contract import table_spec
 from rxcohort.errors import RxCohortError
 from rxcohort.spark import local_frame
 
 STATUS_SUCCEEDED = "succeeded"
 STATUS_FAILED = "failed"
 
-RUNS_SCHEMA = StructType(
-    [
-        StructField("run_id", StringType(), False),
-        StructField("study_id", StringType(), False),
-        StructField("status", StringType(), False),
-        StructField("as_of_run_id", StringType(), True),
-        StructField("definition_sha256", StringType(), False),
-        StructField("definition_yaml", StringType(), False),
-        StructField("rxcohort_version", StringType(), False),
-        StructField("git_commit", StringType(), True),
-        StructField("input_versions", MapType(StringType(), LongType()), False),
-        StructField("output_versions", MapType(StringType(), LongType()), False),
-        StructField("n_persons", LongType(), True),
-        StructField("started_at", TimestampType(), False),
-        StructField("finished_at", TimestampType(), False),
-        StructField("error", StringType(), True),
-    ]
-)
+RUNS_SCHEMA = table_spec("runs").schema()
 
 
 @dataclass

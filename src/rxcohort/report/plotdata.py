@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from rxcohort.contract import table_spec
 from rxcohort.errors import ParameterError
 from rxcohort.privacy import MASKED_COUNT, MASKED_VALUE, SMALL_COUNT_MAX, is_small_count
 
@@ -103,20 +104,13 @@ def hidden_series(shown: pd.DataFrame) -> list[tuple[str, str]]:
 def plottable_responders(responders: pd.DataFrame) -> pd.DataFrame:
     """responders with the share and CI set to NaN where persons, eligible or responders are 1-4."""
     out = _as_float(responders, ["prop_responders", "ci_low", "ci_high"])
-    hidden = _small(responders, ["n_persons", "n_eligible", "n_responders"]).to_numpy()
+    hidden = _small(responders, table_spec("responders").counts()).to_numpy()
     out["hidden"] = hidden
     out.loc[hidden, ["prop_responders", "ci_low", "ci_high"]] = np.nan
     return out
 
 
-DID_COUNTS = (
-    "n_persons_high",
-    "n_persons_low",
-    "users_pre_high",
-    "users_post_high",
-    "users_pre_low",
-    "users_post_low",
-)
+DID_COUNTS = table_spec("did_results").counts()
 
 
 def plottable_did(did: pd.DataFrame) -> pd.DataFrame:

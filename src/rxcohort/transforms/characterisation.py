@@ -32,10 +32,11 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from rxcohort.contract import SEX_CODES
 from rxcohort.privacy import ALL_GROUPS
 from rxcohort.transforms.codes import starts_with_any
 
-SEX_LEVELS = (("female", 2), ("male", 1))
+SEX_LEVELS = (("female", SEX_CODES["female"]), ("male", SEX_CODES["male"]))
 CONDITION, CHAPTER, COMEDICATION = "condition", "code_chapter", "comedication"
 BINARY = ("sex", "drug_use", CONDITION, CHAPTER, COMEDICATION)
 CONTINUOUS = ("age", "drug_ddd")

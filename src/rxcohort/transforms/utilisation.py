@@ -39,10 +39,10 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from rxcohort.contract import SEX_LABELS
 from rxcohort.transforms.drugs import DrugDefinition
 
 ALL = "all"
-SEX_LABELS = {1: "male", 2: "female"}
 SEXES = (ALL, "female", "male")
 PERIOD_TYPES = ("year", "month")
 Z_95 = 1.959963984540054
