@@ -15,13 +15,6 @@ from collections.abc import Sequence
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import (
-    DataType,
-    DateType,
-    DoubleType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
     StructType,
 )
 
@@ -55,19 +48,7 @@ _PANDAS_DTYPES = {
     "double": "Float64",
     "date": "object",
 }
-_SPARK_TYPES: dict[str, DataType] = {
-    "str": StringType(),
-    "long": LongType(),
-    "long?": LongType(),
-    "int": IntegerType(),
-    "double": DoubleType(),
-    "date": DateType(),
-}
-
-RESULT_SCHEMAS: dict[str, StructType] = {
-    name: StructType([StructField(c, _SPARK_TYPES[k], True) for c, k in spec])
-    for name, spec in _LAYOUT.items()
-}
+RESULT_SCHEMAS: dict[str, StructType] = {name: table_spec(name).schema() for name in _LAYOUT}
 
 
 def finish(frame: pd.DataFrame, table: str) -> pd.DataFrame:
