@@ -492,13 +492,7 @@ def fit_cox(
     notes += fit_notes
     ph_stats = _ph_test(cph, model_df, notes)
     notes.append(f"concordance {cph.concordance_index_:.3f}")
-    model = _row(
-        covariate=MODEL_ROW,
-        n_persons=n_persons,
-        n_events=n_events,
-        status=status,
-        note="; ".join(notes),
-    )
+    model = _model_row(n_persons, n_events, status, notes)
     return _result([model, *_term_rows(cph, terms, ph_stats, status), *dropped])
 
 
@@ -514,14 +508,18 @@ def _model_only(
     n_persons: int, n_events: int, status: str, notes: list[str], dropped: list[dict[str, object]]
 ) -> pd.DataFrame:
     """The result of a model that was not fitted: its row, and the covariates dropped."""
-    model = _row(
+    return _result([_model_row(n_persons, n_events, status, notes), *dropped])
+
+
+def _model_row(n_persons: int, n_events: int, status: str, notes: list[str]) -> dict[str, object]:
+    """The first row of the Cox table: what was modelled, the fit's status and its notes."""
+    return _row(
         covariate=MODEL_ROW,
         n_persons=n_persons,
         n_events=n_events,
         status=status,
         note="; ".join(notes),
     )
-    return _result([model, *dropped])
 
 
 def _fit_cox_model(
