@@ -104,7 +104,7 @@ from pathlib import Path
 
 import rxcohort.jars as jars
 from rxcohort.config import conf_dir
-from rxcohort.ingest.pipeline import default_expectations_dir
+from rxcohort.pipelines.ingest import default_expectations_dir
 
 target = Path(sys.argv[1]).resolve()
 conf = conf_dir()
