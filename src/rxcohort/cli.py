@@ -7,9 +7,11 @@ traceback.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,6 +19,9 @@ from rich.console import Console
 from rxcohort import terminal
 from rxcohort.config import terminal_columns_given
 from rxcohort.errors import ParameterError, RxCohortError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 app = typer.Typer(
     name="rxcohort",
@@ -80,13 +85,25 @@ WaitOpt = Annotated[
 ]
 
 
-def _writing(warehouse: Path, command: str, wait: float, *, create: bool = False):
-    """The warehouse's write lock, taken before any engine starts (see rxcohort.lock)."""
+@contextmanager
+def _writing(
+    warehouse: Path,
+    command: str,
+    wait: float,
+    engine: str | None,
+    remote: str | None,
+    *,
+    create: bool = False,
+) -> Iterator[SparkSession]:
+    """The session of a command that writes: the engine choice checked, then the warehouse's
+    write lock taken (see rxcohort.lock), then the engine started."""
     from rxcohort.lock import warehouse_lock
 
-    return warehouse_lock(
+    _check_engine(engine, remote)
+    with warehouse_lock(
         warehouse, command=command, wait_seconds=wait, create=create, say=_progress
-    )
+    ):
+        yield _spark(engine, remote)
 
 
 def _warehouse(value: Path | None) -> Path:
@@ -201,13 +218,12 @@ def ingest(
     from rxcohort.preflight import check_delivery
 
     check_delivery(delivery_dir)
-    _check_engine(engine, remote)
     root = _warehouse(warehouse)
-    with _writing(root, "ingest", wait, create=True):
+    with _writing(root, "ingest", wait, engine, remote, create=True) as spark:
         from rxcohort.pipelines import ingest_delivery
 
         result = ingest_delivery(
-            _spark(engine, remote),
+            spark,
             delivery_dir,
             warehouse=root,
             progress=_progress,
@@ -251,12 +267,11 @@ def run(
     root = check_warehouse(_warehouse(warehouse), inputs=True)
     if as_of is not None:
         check_run_id(root, study.study_id, as_of)
-    _check_engine(engine, remote)
-    with _writing(root, "run", wait):
+    with _writing(root, "run", wait, engine, remote) as spark:
         from rxcohort.pipelines import run_study
 
         result = run_study(
-            _spark(engine, remote),
+            spark,
             study_file,
             warehouse=root,
             as_of=as_of,
@@ -334,11 +349,10 @@ def demo(
     from rxcohort.demo import reference_study_path, run_demo
 
     reference_study_path(_demo_study())  # found before any engine starts
-    _check_engine(engine, remote)
     root = _warehouse(warehouse)
-    with _writing(root, "demo", wait, create=True):
+    with _writing(root, "demo", wait, engine, remote, create=True) as spark:
         run_demo(
-            _spark(engine, remote),
+            spark,
             warehouse=root,
             persons=persons,
             progress=_progress,
@@ -393,11 +407,10 @@ def report(
 
     root = _warehouse(warehouse)
     check_study_tables(root, study_id)
-    _check_engine(engine, remote)
-    with _writing(root, "report", wait):
+    with _writing(root, "report", wait, engine, remote) as spark:
         from rxcohort.report import build_report
 
-        path = build_report(_spark(engine, remote), warehouse=root, study_id=study_id)
+        path = build_report(spark, warehouse=root, study_id=study_id)
     print_summary(f"Report {study_id}", [("report", str(path))])
 
 

@@ -413,3 +413,8 @@ TABLES: dict[str, TableSpec] = {
 def table_spec(name: str) -> TableSpec:
     """The declared table ``name`` (a KeyError names a table nobody declared)."""
     return TABLES[name]
+
+
+def spark_schemas(*names: str) -> tuple[StructType, ...]:
+    """The Spark schemas of the declared tables ``names``, in that order."""
+    return tuple(TABLES[name].schema() for name in names)

@@ -145,24 +145,16 @@ def _build(tables: Mapping[str, pd.DataFrame], windows: Mapping[str, str]) -> _S
     group_rows = tables.get("group_results")
     if group_rows is not None:
         for row, r in group_rows.iterrows():
-            g, d = str(r["exposure_group"]), str(r["drug_group"])
+            g = str(r["exposure_group"])
             groups.add(g)
-            system.cell(("group_n", g), r["n_persons"], "group_results", row, "n_persons")
-            for window in ("pre", "post"):
-                column = f"users_{window}"
-                system.cell(("users", g, d, window), r[column], "group_results", row, column)
+            _group_cells(system, "group_results", row, r, g)
     did = tables.get("did_results")
     if did is not None:
         for row, r in did.iterrows():
-            d = str(r["drug_group"])
             for side in ("high", "low"):
                 g = str(r[f"exposure_group_{side}"])
                 groups.add(g)
-                column = f"n_persons_{side}"
-                system.cell(("group_n", g), r[column], "did_results", row, column)
-                for window in ("pre", "post"):
-                    column = f"users_{window}_{side}"
-                    system.cell(("users", g, d, window), r[column], "did_results", row, column)
+                _group_cells(system, "did_results", row, r, g, suffix=f"_{side}")
     responders = tables.get("responders")
     if responders is not None:
         for row, r in responders.iterrows():
@@ -205,6 +197,19 @@ def _build(tables: Mapping[str, pd.DataFrame], windows: Mapping[str, str]) -> _S
     _use_over_time(system, tables)
     _prescribers(system, tables, cohort)
     return system
+
+
+def _group_cells(
+    system: _System, table: str, row: Hashable, r: pd.Series, group: str, *, suffix: str = ""
+) -> None:
+    """An exposure group's size and its users of the row's drug group before and after index
+    (``n_persons``, ``users_pre``, ``users_post``, each column name ending in ``suffix``)."""
+    n_column = f"n_persons{suffix}"
+    system.cell(("group_n", group), r[n_column], table, row, n_column)
+    for window in ("pre", "post"):
+        column = f"users_{window}{suffix}"
+        cell = ("users", group, str(r["drug_group"]), window)
+        system.cell(cell, r[column], table, row, column)
 
 
 def _use_over_time(system: _System, tables: Mapping[str, pd.DataFrame]) -> None:

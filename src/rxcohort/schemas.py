@@ -14,7 +14,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from rxcohort.contract import table_spec
+from rxcohort.contract import spark_schemas
 
 PERSONS_COLUMNS: tuple[str, ...] = (
     "person_id",
@@ -71,9 +71,9 @@ def bronze_schema(table: str) -> StructType:
 
 
 # The silver tables, as declared in rxcohort.contract.
-SILVER_PERSONS = table_spec("silver_persons").schema()
-SILVER_PRESCRIBERS = table_spec("silver_prescribers").schema()
-SILVER_DISPENSINGS = table_spec("silver_dispensings").schema()
+SILVER_PERSONS, SILVER_PRESCRIBERS, SILVER_DISPENSINGS = spark_schemas(
+    "silver_persons", "silver_prescribers", "silver_dispensings"
+)
 
 # silver/dispensings is partitioned by year of dispensing and sorted by ATC code within each
 # partition, so a study reading a few ATC groups skips most row groups by their min/max stats.

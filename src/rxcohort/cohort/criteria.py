@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from pyspark.sql import Column, DataFrame
@@ -69,22 +72,8 @@ def require_drug_use(
 ) -> Cohort:
     """Keep persons with at least ``min_count`` dispensings (packs > 0) of ``atc_prefixes`` in
     ``window`` (days from index, both ends included); with ``exclude``, remove them instead."""
-    drugs = (
-        f"{drug_label} (ATC {describe_codes(atc_prefixes)})"
-        if drug_label
-        else (f"ATC {describe_codes(atc_prefixes)}")
-    )
-    condition = starts_with_any_filter("atc_code", atc_prefixes)
-    what = f"at least {min_count} dispensing{'s' if min_count > 1 else ''} of {drugs}"
-    return _require_dispensings(
-        cohort,
-        dispensings,
-        condition=condition,
-        window=window,
-        min_count=min_count,
-        exclude=exclude,
-        criterion=_criterion(name, f"{what} on {describe_days(window)}", exclude=exclude),
-    )
+    rule = _DispensingRule(atc_prefixes=tuple(atc_prefixes), drug_label=drug_label)
+    return _require_dispensings(cohort, dispensings, name, rule, window, min_count, exclude)
 
 
 def require_reimbursement_code(
@@ -101,22 +90,10 @@ def require_reimbursement_code(
 ) -> Cohort:
     """Keep persons with at least ``min_count`` dispensings (packs > 0) whose reimbursement
     code starts with one of ``codes`` in ``window``, optionally only of ``atc_prefixes``."""
-    condition = starts_with_any_filter("reimbursement_code", codes)
-    what = f"at least {min_count} dispensing{'s' if min_count > 1 else ''}"
-    if atc_prefixes:
-        condition = condition & starts_with_any_filter("atc_code", atc_prefixes)
-        label = f"{drug_label} " if drug_label else ""
-        what += f" of {label}(ATC {describe_codes(atc_prefixes)})"
-    what += f" with reimbursement code {describe_codes(codes)}"
-    return _require_dispensings(
-        cohort,
-        dispensings,
-        condition=condition,
-        window=window,
-        min_count=min_count,
-        exclude=exclude,
-        criterion=_criterion(name, f"{what} on {describe_days(window)}", exclude=exclude),
-    )
+    if not codes:
+        raise ParameterError("require_reimbursement_code needs at least one prefix")
+    rule = _DispensingRule(tuple(atc_prefixes or ()), drug_label, codes=tuple(codes))
+    return _require_dispensings(cohort, dispensings, name, rule, window, min_count, exclude)
 
 
 def require_age(
@@ -167,15 +144,43 @@ def _require_condition(
     return cohort.require(kept, criterion=_criterion(name, text, exclude=exclude))
 
 
+@dataclass(frozen=True)
+class _DispensingRule:
+    """Which dispensings count: ATC prefixes, reimbursement-code prefixes, or both."""
+
+    atc_prefixes: tuple[str, ...]
+    drug_label: str | None = None
+    codes: tuple[str, ...] = ()
+
+    def condition(self) -> Column:
+        parts = []
+        if self.codes:
+            parts.append(starts_with_any_filter("reimbursement_code", self.codes))
+        if self.atc_prefixes or not self.codes:  # no prefixes at all: a ParameterError
+            parts.append(starts_with_any_filter("atc_code", self.atc_prefixes))
+        return functools.reduce(operator.and_, parts)
+
+    def describe(self, min_count: int) -> str:
+        what = f"at least {min_count} dispensing{'s' if min_count > 1 else ''}"
+        if self.atc_prefixes:
+            atc = f"ATC {describe_codes(self.atc_prefixes)}"
+            if self.drug_label:
+                what += f" of {self.drug_label} ({atc})"
+            else:
+                what += f" of ({atc})" if self.codes else f" of {atc}"
+        if self.codes:
+            what += f" with reimbursement code {describe_codes(self.codes)}"
+        return what
+
+
 def _require_dispensings(
     cohort: Cohort,
     dispensings: DataFrame,
-    *,
-    condition: Column,
+    name: str,
+    rule: _DispensingRule,
     window: tuple[int, int],
     min_count: int,
     exclude: bool,
-    criterion: str,
 ) -> Cohort:
     start, end = window
     if end < start:
@@ -187,7 +192,7 @@ def _require_dispensings(
     keys = F.broadcast(cohort.frame.select("person_id", "index_date"))
     day = F.datediff("dispense_date", "index_date")
     meeting = (
-        dispensings.where(condition & (F.col("packs") > 0))
+        dispensings.where(rule.condition() & (F.col("packs") > 0))
         .join(keys, "person_id")
         .where(day.between(start, end))
         .groupBy("person_id")
@@ -196,7 +201,8 @@ def _require_dispensings(
         .select("person_id")
     )
     kept = cohort.frame.join(meeting, "person_id", "left_anti" if exclude else "left_semi")
-    return cohort.require(kept, criterion=criterion)
+    what = f"{rule.describe(min_count)} on {describe_days(window)}"
+    return cohort.require(kept, criterion=_criterion(name, what, exclude=exclude))
 
 
 def _criterion(name: str, text: str, *, exclude: bool) -> str:

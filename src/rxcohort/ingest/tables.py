@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rxcohort.contract import table_spec
+from rxcohort.contract import spark_schemas
 
 TABLES = ("persons", "prescribers", "dispensings")
 SUITES = {
@@ -17,10 +17,9 @@ SUITES = {
 # The bookkeeping tables, as declared in rxcohort.contract: bronze/files (the ingest's registry
 # of delivered files), silver/deliveries (one row per load that changed something),
 # silver/changes (what each load changed) and quality/runs (one row per expectation and load).
-FILES_SCHEMA = table_spec("files").schema()
-DELIVERIES_SCHEMA = table_spec("deliveries").schema()
-CHANGES_SCHEMA = table_spec("changes").schema()
-QUALITY_RUNS_SCHEMA = table_spec("quality_runs").schema()
+FILES_SCHEMA, DELIVERIES_SCHEMA, CHANGES_SCHEMA, QUALITY_RUNS_SCHEMA = spark_schemas(
+    "files", "deliveries", "changes", "quality_runs"
+)
 
 
 class WarehousePaths:

@@ -374,20 +374,6 @@ def _check_mode(
             raise ParameterError(f"replace_where may only name partition columns, not {unknown}")
 
 
-def _check_target(
-    schema: StructType,
-    path: str | Path,
-    partition_by: list[str],
-    mode: WriteMode,
-    replace_where: Mapping[str, Any] | None,
-) -> None:
-    if not table_exists(path):
-        return
-    if mode == "error":
-        raise TableExistsError(f"{path} already exists; write with mode='append' or 'overwrite'")
-    _check_compatible(schema, path, partition_by, mode=mode, replace_where=replace_where)
-
-
 def column_order(df: DataFrame, path: str | Path, partition_by: Sequence[str]) -> DataFrame:
     """``df``'s columns in the order the table at ``path`` will keep them.
 
@@ -423,14 +409,19 @@ def _layout(
     return df
 
 
-def _check_compatible(
+def _check_target(
     schema: StructType,
     path: str | Path,
     partition_by: list[str],
-    *,
     mode: WriteMode,
     replace_where: Mapping[str, Any] | None,
 ) -> None:
+    """An existing table at ``path`` takes the write: same partition columns, and the same
+    columns unless the whole table is overwritten."""
+    if not table_exists(path):
+        return
+    if mode == "error":
+        raise TableExistsError(f"{path} already exists; write with mode='append' or 'overwrite'")
     table = _open(path)
     current = StructType.fromJson(json.loads(table.schema().to_json()))
     existing_parts = list(table.metadata().partition_columns)

@@ -14,7 +14,7 @@ from pyspark.sql.types import (
 )
 
 from rxcohort.cohort.build import truncate_lineage
-from rxcohort.contract import table_spec
+from rxcohort.contract import spark_schemas
 from rxcohort.errors import ConfigError
 from rxcohort.log import get_logger
 from rxcohort.persistence.episodes import (
@@ -54,9 +54,9 @@ DEFAULT_COX_REFERENCES: Mapping[str, str] = {
     "prescriber_specialty": "general_practice",
 }
 
-KM_CURVES_SCHEMA = table_spec("km_curves").schema()
-KM_MEDIANS_SCHEMA = table_spec("km_medians").schema()
-COX_RESULTS_SCHEMA = table_spec("cox_results").schema()
+KM_CURVES_SCHEMA, KM_MEDIANS_SCHEMA, COX_RESULTS_SCHEMA = spark_schemas(
+    "km_curves", "km_medians", "cox_results"
+)
 
 _MODEL_COLUMNS: tuple[str, ...] = (
     "time_days",

@@ -220,12 +220,7 @@ def summarise_dose(episodes: DataFrame, *, units_per_day: float = 1.0) -> DataFr
     days = F.col("refill_interval_days").cast("double")
     assumed_dose = F.col("total_mg") / F.col("total_units") * F.lit(units_per_day)
     result = per_person.select(
-        "person_id",
-        "n_episodes",
-        "n_dispensings",
-        "total_units",
-        "total_mg",
-        "refill_interval_days",
+        *DOSE_COLUMNS[: DOSE_COLUMNS.index("refill_interval_days") + 1],
         F.when(measured, F.col("_interval_units") / days)
         .otherwise(F.lit(units_per_day))
         .alias("mean_daily_units"),

@@ -13,7 +13,7 @@ The steps, each a function below:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -287,121 +287,114 @@ def run_analyses(
     Delta versions go into the run record.
     """
 
-    study = inputs.study
-    commit_info = {"rxcohort.run_id": inputs.run_id, "rxcohort.study_id": study.study_id}
-    versions: dict[str, int] = {}
-    rows: list[tuple[str, str]] = []
+    ledger = _AnalysisLedger(
+        commit_info={"rxcohort.run_id": inputs.run_id, "rxcohort.study_id": inputs.study.study_id},
+        progress=progress,
+    )
     if inputs.n_persons == 0:
-        rows.append(("analyses", "skipped: the cohort is empty"))
-        return AnalysisOutcome(summary_rows=rows, table_versions=versions)
-    _run_outcome_analyses(spark, inputs, commit_info, versions, rows, progress)
-    _run_characterisation(inputs, commit_info, versions, rows, progress)
-    _run_utilisation(inputs, commit_info, versions, rows, progress)
-    return AnalysisOutcome(summary_rows=rows, table_versions=versions)
+        ledger.skipped("analyses", "the cohort is empty")
+    else:
+        _run_outcome_analyses(spark, inputs, ledger)
+        _run_characterisation(inputs, ledger)
+        _run_utilisation(inputs, ledger)
+    return AnalysisOutcome(summary_rows=ledger.rows, table_versions=ledger.versions)
 
 
-def _run_characterisation(
-    inputs: AnalysisInputs,
-    commit_info: dict[str, str],
-    versions: dict[str, int],
-    rows: list[tuple[str, str]],
-    progress: Progress,
-) -> None:
+@dataclass
+class _AnalysisLedger:
+    """What the analyses have written so far: table versions and the summary's rows."""
+
+    commit_info: dict[str, str]
+    progress: Progress
+    versions: dict[str, int] = field(default_factory=dict)
+    rows: list[tuple[str, str]] = field(default_factory=list)
+
+    def wrote(self, label: str, written: Mapping[str, int]) -> None:
+        self.versions.update(written)
+        self.rows.append((label, ", ".join(sorted(written))))
+
+    def skipped(self, label: str, reason: str) -> None:
+        self.rows.append((label, f"skipped: {reason}"))
+
+
+def _run_characterisation(inputs: AnalysisInputs, ledger: _AnalysisLedger) -> None:
     from rxcohort.pipelines.analyses import run_characteristics
 
-    progress("characterising the cohort (Table 1)")
+    ledger.progress("characterising the cohort (Table 1)")
     written = run_characteristics(
         study=inputs.study,
         cohort=inputs.cohort,
         consumption=inputs.consumption,
         dispensings=inputs.silver_dispensings,
         study_dir=inputs.study_dir,
-        commit_info=commit_info,
+        commit_info=ledger.commit_info,
     )
-    versions.update(written)
-    rows.append(("characterisation", ", ".join(sorted(written))))
+    ledger.wrote("characterisation", written)
 
 
-def _run_utilisation(
-    inputs: AnalysisInputs,
-    commit_info: dict[str, str],
-    versions: dict[str, int],
-    rows: list[tuple[str, str]],
-    progress: Progress,
-) -> None:
+def _run_utilisation(inputs: AnalysisInputs, ledger: _AnalysisLedger) -> None:
     from rxcohort.pipelines.analyses import run_prescriber_summary, run_use_over_time
 
     study = inputs.study
     if study.use_over_time is not None:
-        progress("counting use over calendar time")
+        ledger.progress("counting use over calendar time")
         if inputs.data_period is None:
-            rows.append(("use over time", "skipped: the data period is unknown"))
+            ledger.skipped("use over time", "the data period is unknown")
         else:
-            versions.update(
-                run_use_over_time(
-                    study=study,
-                    dispensings=inputs.silver_dispensings,
-                    persons=inputs.persons,
-                    data_start=inputs.data_period[0],
-                    study_dir=inputs.study_dir,
-                    commit_info=commit_info,
-                )
-            )
-            rows.append(("use over time", "use_over_time"))
-    if inputs.prescribers is not None:
-        progress("summarising prescribers")
-        versions.update(
-            run_prescriber_summary(
+            written = run_use_over_time(
                 study=study,
                 dispensings=inputs.silver_dispensings,
-                prescribers=inputs.prescribers,
+                persons=inputs.persons,
+                data_start=inputs.data_period[0],
                 study_dir=inputs.study_dir,
-                commit_info=commit_info,
+                commit_info=ledger.commit_info,
             )
+            ledger.wrote("use over time", written)
+    if inputs.prescribers is not None:
+        ledger.progress("summarising prescribers")
+        written = run_prescriber_summary(
+            study=study,
+            dispensings=inputs.silver_dispensings,
+            prescribers=inputs.prescribers,
+            study_dir=inputs.study_dir,
+            commit_info=ledger.commit_info,
         )
-        rows.append(("prescribers", "prescriber_summary"))
+        ledger.wrote("prescribers", written)
 
 
 def _run_outcome_analyses(
-    spark: SparkSession,
-    inputs: AnalysisInputs,
-    commit_info: dict[str, str],
-    versions: dict[str, int],
-    rows: list[tuple[str, str]],
-    progress: Progress,
+    spark: SparkSession, inputs: AnalysisInputs, ledger: _AnalysisLedger
 ) -> None:
     from rxcohort.pipelines.analyses import run_persistence, run_statistics
 
     study = inputs.study
 
-    progress("computing outcome statistics")
+    ledger.progress("computing outcome statistics")
     trajectory = study.statistics.trajectory
-    versions.update(
-        run_statistics(
-            spark,
-            cohort=inputs.cohort,
-            consumption=inputs.consumption,
-            dispensings=inputs.dispensings,
-            study_dir=inputs.study_dir,
-            exposure_groups=[g.label for g in study.exposure_groups],
-            drug_groups=study.drug_groups,
-            contrasts=[tuple(c) for c in study.statistics.contrasts]
-            if study.statistics.contrasts
-            else None,
-            responder_threshold=study.statistics.responder_threshold,
-            months_before=trajectory.months_before,
-            months_after=trajectory.months_after,
-            its_lag_months=list(trajectory.lag_months),
-            commit_info=commit_info,
-        )
+    written = run_statistics(
+        spark,
+        cohort=inputs.cohort,
+        consumption=inputs.consumption,
+        dispensings=inputs.dispensings,
+        study_dir=inputs.study_dir,
+        exposure_groups=[g.label for g in study.exposure_groups],
+        drug_groups=study.drug_groups,
+        contrasts=[tuple(c) for c in study.statistics.contrasts]
+        if study.statistics.contrasts
+        else None,
+        responder_threshold=study.statistics.responder_threshold,
+        months_before=trajectory.months_before,
+        months_after=trajectory.months_after,
+        its_lag_months=list(trajectory.lag_months),
+        commit_info=ledger.commit_info,
     )
-    rows.append(("statistics", ", ".join(sorted(versions))))
+    ledger.wrote("statistics", written)
 
     if study.persistence.enabled:
-        progress("analysing persistence")
+        ledger.progress("analysing persistence")
         data_end = inputs.data_period[1] if inputs.data_period else None
         if data_end is None:
-            rows.append(("persistence", "skipped: the end of data is unknown"))
+            ledger.skipped("persistence", "the end of data is unknown")
         else:
             written = run_persistence(
                 cohort=inputs.cohort,
@@ -413,10 +406,9 @@ def _run_outcome_analyses(
                 baseline_window=_baseline_window(study),
                 grace_days=study.persistence.grace_days,
                 data_end=data_end,
-                commit_info=commit_info,
+                commit_info=ledger.commit_info,
             )
-            versions.update(written)
-            rows.append(("persistence", ", ".join(sorted(written))))
+            ledger.wrote("persistence", written)
 
 
 def _write_report(

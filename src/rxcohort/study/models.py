@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from itertools import pairwise
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -74,19 +74,26 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+_Day = TypeVar("_Day", int, date)
+
+
+def _end_not_before_start(value: _Day, info: ValidationInfo) -> _Day:
+    start = info.data.get("start")
+    if start is not None and value < start:
+        raise ValueError(f"ends before its start ({value} < {start})")
+    return value
+
+
+# The ``end`` of a window or a period: on or after its ``start``.
+EndDay = Annotated[int, AfterValidator(_end_not_before_start)]
+EndDate = Annotated[date, AfterValidator(_end_not_before_start)]
+
+
 class Window(_Model):
     """Days ``start`` to ``end`` relative to the index date, both included."""
 
     start: int
-    end: int
-
-    @field_validator("end")
-    @classmethod
-    def _end_not_before_start(cls, value: int, info: ValidationInfo) -> int:
-        start = info.data.get("start")
-        if start is not None and value < start:
-            raise ValueError(f"ends before its start ({value} < {start})")
-        return value
+    end: EndDay
 
     @property
     def days(self) -> tuple[int, int]:
@@ -136,15 +143,7 @@ class IndexDrug(_Model):
 
 class Period(_Model):
     start: date
-    end: date
-
-    @field_validator("end")
-    @classmethod
-    def _end_not_before_start(cls, value: date, info: ValidationInfo) -> date:
-        start = info.data.get("start")
-        if start is not None and value < start:
-            raise ValueError(f"ends before its start ({value} < {start})")
-        return value
+    end: EndDate
 
 
 class NewUsers(_Model):
