@@ -152,11 +152,15 @@ class _DispensingRule:
     drug_label: str | None = None
     codes: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        if not self.atc_prefixes and not self.codes:
+            raise ParameterError("a dispensing criterion needs at least one prefix")
+
     def condition(self) -> Column:
         parts = []
         if self.codes:
             parts.append(starts_with_any_filter("reimbursement_code", self.codes))
-        if self.atc_prefixes or not self.codes:  # no prefixes at all: a ParameterError
+        if self.atc_prefixes:
             parts.append(starts_with_any_filter("atc_code", self.atc_prefixes))
         return functools.reduce(operator.and_, parts)
 
