@@ -195,27 +195,42 @@ def test_a_corrected_file_keeps_the_verdicts_its_returns_owe_to_untouched_files(
     assert reasons["TIE-D2"] == "conflicting_duplicate"
 
 
-def test_untouched_years_keep_their_files(spark, tmp_path, base):
+def _year_files(wh: Path) -> dict[int, set[str]]:
+    table = io.tables._open(wh / "silver/dispensings")
+    out: dict[int, set[str]] = {year: set() for year in range(2011, 2016)}
+    for a in add_actions(table):
+        out.setdefault(int(a["partition_values"]["dispense_year"]), set()).add(a["path"])
+    return out
+
+
+def _validated_rows(result) -> int:
+    (row_count,) = [
+        o
+        for o in result.outcomes
+        if o.suite == "silver_dispensings"
+        and o.expectation == "expect_table_row_count_to_be_between"
+    ]
+    return row_count.observed["observed_value"]
+
+
+def test_untouched_years_keep_their_files_and_are_not_validated_again(spark, tmp_path, base):
     corrected = _copy(base, tmp_path / "corrected")
     lines = _lines(corrected, 2012)
     _write(corrected, 2012, lines[:1] + lines[16:])  # not TIE-D2, which reaches 2014
     wh = tmp_path / "wh"
-    ingest_delivery(spark, base, warehouse=wh)
-
-    def files(year: int) -> set[str]:
-        table = io.tables._open(wh / "silver/dispensings")
-        return {
-            a["path"]
-            for a in add_actions(table)
-            if str(a["partition_values"].get("dispense_year")) == str(year)
-        }
-
-    before = {year: files(year) for year in range(2011, 2016)}
-    ingest_delivery(spark, corrected, warehouse=wh)
-    after = {year: files(year) for year in range(2011, 2016)}
+    first = ingest_delivery(spark, base, warehouse=wh)
+    assert _validated_rows(first) == first.counts["dispensings"].clean
+    before = _year_files(wh)
+    result = ingest_delivery(spark, corrected, warehouse=wh)
+    after = _year_files(wh)
     assert before[2012] != after[2012]
     for year in (2014, 2015):  # out of reach of the 2012 file's rows
         assert before[year] == after[year], year
+    # The silver suite ran on the rewritten years only.
+    rewritten = [year for year in after if before[year] != after[year]]
+    silver = io.read_table(spark, wh / "silver/dispensings")
+    in_rewritten = silver.where(silver["dispense_year"].isin(*rewritten)).count()
+    assert _validated_rows(result) == in_rewritten < result.counts["dispensings"].clean
 
 
 def test_an_added_year_equals_a_full_rebuild(spark, tmp_path, base):

@@ -79,12 +79,12 @@ class _Ties:
         self,
         keys: DataFrame,
         *,
-        outside: DataFrame,
+        in_files: Column,
         removed: DataFrame,
         window_days: int,
         materialise: Materialise,
     ) -> None:
-        self.keys, self.outside = keys, outside
+        self.keys, self.outside = keys, keys.where(~in_files)
         self.window_days, self.materialise = window_days, materialise
         self.windows = 0
         # Products with a return anywhere (before or after the load): only they tie rows by date.
@@ -95,7 +95,9 @@ class _Ties:
             .distinct(),
             "incremental_return_groups",
         )
-        self.shared = materialise(_shared_ids(keys, outside, removed), "incremental_shared_ids")
+        self.shared = materialise(
+            _shared_ids(keys, removed, in_files=in_files), "incremental_shared_ids"
+        )
 
     def partners(self, rows: DataFrame) -> DataFrame:
         """Rows of other files sharing a dispensing_id with one of ``rows``."""
@@ -121,22 +123,41 @@ class _Ties:
         )
 
 
-def _shared_ids(keys: DataFrame, outside: DataFrame, removed: DataFrame) -> DataFrame:
+def _shared_ids(keys: DataFrame, removed: DataFrame, *, in_files: Column) -> DataFrame:
     """Ids that tie two rows: repeated in the new bronze, or a removed row's id found outside
-    the changed files. Aggregations (they spill), and few rows come out."""
-    ids = keys.where(F.col("_id").isNotNull())
-    repeated = ids.groupBy("_id").agg(F.count(F.lit(1)).alias("_n")).where("_n > 1")
-    across = (
-        removed.where(F.col("_id").isNotNull())
-        .select("_id", F.lit(1).alias("_removed"))
-        .unionByName(
-            outside.where(F.col("_id").isNotNull()).select("_id", F.lit(0).alias("_removed"))
+    the changed files (``in_files``: a row of keys is of a changed file). One aggregation (it
+    spills) over 64-bit hashes of the ids, cheaper to group than the ids themselves; the few
+    hashes that tie are then taken back to their ids. A hash collision only adds an id that
+    ties nothing: its rows are classified again with their context and keep their verdicts."""
+    tagged = (
+        keys.where(F.col("_id").isNotNull())
+        .select(
+            F.xxhash64("_id").alias("_h"),
+            F.lit(1).alias("_new"),
+            F.when(in_files, 0).otherwise(1).alias("_out"),
+            F.lit(0).alias("_gone"),
         )
-        .groupBy("_id")
-        .agg(F.min("_removed").alias("_lo"), F.max("_removed").alias("_hi"))
-        .where((F.col("_lo") == 0) & (F.col("_hi") == 1))
+        .unionByName(
+            removed.where(F.col("_id").isNotNull()).select(
+                F.xxhash64("_id").alias("_h"),
+                F.lit(0).alias("_new"),
+                F.lit(0).alias("_out"),
+                F.lit(1).alias("_gone"),
+            )
+        )
     )
-    return repeated.select("_id").unionByName(across.select("_id")).distinct()
+    counted = tagged.groupBy("_h").agg(
+        F.sum("_new").alias("_n_new"), F.max("_out").alias("_out"), F.max("_gone").alias("_gone")
+    )
+    ties = (F.col("_n_new") > 1) | ((F.col("_gone") == 1) & (F.col("_out") == 1))
+    hit = F.broadcast(counted.where(ties).select("_h"))
+    found = keys.select("_id").unionByName(removed.select("_id")).where(F.col("_id").isNotNull())
+    return (
+        found.withColumn("_h", F.xxhash64("_id"))
+        .join(hit, "_h", "left_semi")
+        .select("_id")
+        .distinct()
+    )
 
 
 def affected_rows(
@@ -158,7 +179,7 @@ def affected_rows(
     in_files = F.col("source_file").isin(*files) if files else F.lit(False)
     ties = _Ties(
         keys,
-        outside=keys.where(~in_files),
+        in_files=in_files,
         removed=removed,
         window_days=window_days,
         materialise=materialise,
