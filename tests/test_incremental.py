@@ -231,6 +231,8 @@ def test_untouched_years_keep_their_files_and_are_not_validated_again(spark, tmp
     silver = io.read_table(spark, wh / "silver/dispensings")
     in_rewritten = silver.where(silver["dispense_year"].isin(*rewritten)).count()
     assert _validated_rows(result) == in_rewritten < result.counts["dispensings"].clean
+    years = ", ".join(map(str, sorted(rewritten)))
+    assert f"the years rewritten: {years}" in result.report_path.read_text()
 
 
 def test_an_added_year_equals_a_full_rebuild(spark, tmp_path, base):

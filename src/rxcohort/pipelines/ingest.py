@@ -1146,6 +1146,9 @@ class _IngestRun:
         summary.append(
             ("files", f"{len(self.checked)} checked, {len(self.changed)} new or changed")
         )
+        if self.batch is not None and self.incremental is not None:
+            years = ", ".join(map(str, sorted(self.incremental.years)))
+            summary.append(("silver_dispensings validated on", f"the years rewritten: {years}"))
         shown, outcomes = protect_page(*_page_counts(counts), outcomes)
 
         def n(*key: str) -> str:
