@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from rxcohort import io
+from rxcohort.ingest import keystore
 from rxcohort.io.tables import add_actions
 from rxcohort.pipelines import ingest_delivery
 
@@ -34,7 +35,7 @@ TABLES = [
 @pytest.fixture(scope="module")
 def base(spark, tmp_path_factory):
     """A generated delivery (with defects: duplicates, orphan returns, unknown persons) plus
-    hand-made rows that tie the 2013 and 2014 files together."""
+    hand-made rows that tie the 2013 and 2014 files together, and 2014 to 2015."""
     from rxcohort.generate import generate_delivery
 
     root = tmp_path_factory.mktemp("incremental") / "base"
@@ -76,6 +77,10 @@ def base(spark, tmp_path_factory):
         row(dispensing_id="TIE-ID", dispense_date="2014-06-01", packs="3"),  # same id, other row
         # ... so this return has nothing to net against.
         row(dispensing_id="TIE-R2", dispense_date="2014-01-06", packs="-1", product_id="777778"),
+        row(dispensing_id="TIE-D3", dispense_date="2014-12-28", packs="1", product_id="777779"),
+    ])  # fmt: skip
+    _append(root, 2015, [
+        row(dispensing_id="TIE-R3", dispense_date="2015-01-03", packs="-1", product_id="777779"),
     ])  # fmt: skip
     return root
 
@@ -255,3 +260,63 @@ def test_changed_persons_equal_a_full_rebuild(spark, tmp_path, base):
     _write(changed, "persons", [header, *edited])
     _, result = _both(spark, tmp_path, base, changed)
     assert result.counts["dispensings"].reasons["unknown_person"][0] > 0
+
+
+def test_a_year_whose_rows_keep_their_verdicts_is_left_as_it_was(spark, tmp_path, base):
+    """Correcting 2014 classifies rows of 2013 and 2015 again (TIE-ID's other row; R3, which
+    nets against D3 of 2014) and they keep their verdicts: those years are not rewritten."""
+    corrected = _copy(base, tmp_path / "corrected")
+    lines = _lines(corrected, 2014)
+    _write(corrected, 2014, lines[:30] + lines[45:])
+    wh = tmp_path / "wh"
+    ingest_delivery(spark, base, warehouse=wh)
+    before = _year_files(wh)
+    result = ingest_delivery(spark, corrected, warehouse=wh)
+    (rows_2014,) = [rows for path, rows, changed in result.files if changed]
+    assert result.reclassified > rows_2014  # rows of other files were classified again ...
+    after = _year_files(wh)
+    assert before[2014] != after[2014]
+    assert "TIE-R3" in _silver_ids(spark, wh)
+    for year in (2011, 2012, 2013, 2015):  # ... and no silver row of theirs changed
+        assert before[year] == after[year], year
+
+
+def _kept_folders(wh: Path) -> dict[str, Path]:
+    store = wh / keystore.STORE_DIR / keystore.KEYS_FORMAT
+    return {p.name: p for p in store.iterdir()}
+
+
+def test_the_keys_are_kept_per_file_and_load_and_a_lost_one_is_computed_again(
+    spark, tmp_path, base
+):
+    from rxcohort.ingest.rules import dispensing_keys
+
+    wh = tmp_path / "wh"
+    ingest_delivery(spark, base, warehouse=wh)
+    files = io.read_table(spark, wh / "bronze/files").where("table_name = 'dispensings'")
+    loads = {r["source_file"]: r["load_id"] for r in files.collect()}
+    first = _kept_folders(wh)
+    assert set(first) == {f"{load}--{name}" for name, load in loads.items()}
+    # What is kept is what the rules compute from bronze.
+    store = keystore.KeyStore(spark, wh, tmp_path / "unused")
+    kept = store.keys(io.read_table(spark, wh / "bronze/dispensings"), loads)
+    fresh = dispensing_keys(io.read_table(spark, wh / "bronze/dispensings"))
+    assert sorted(kept.collect()) == sorted(fresh.collect())
+    assert not (tmp_path / "unused").exists()  # nothing computed: all kept
+
+    corrected = _copy(base, tmp_path / "corrected")
+    lines = _lines(corrected, 2013)
+    _write(corrected, 2013, lines[:40] + lines[60:])
+    shutil.rmtree(first[f"{loads['dispensings_2011.csv']}--dispensings_2011.csv"])
+    result = ingest_delivery(spark, corrected, warehouse=wh)
+    second = _kept_folders(wh)
+    assert set(second) == (
+        set(first) - {f"{loads['dispensings_2013.csv']}--dispensings_2013.csv"}
+    ) | {f"{result.load_id}--dispensings_2013.csv"}
+    # The lost keys were computed again; the incremental result is still a full rebuild's.
+    full = tmp_path / "full"
+    ingest_delivery(spark, base, warehouse=full)
+    ingest_delivery(spark, corrected, warehouse=full, full=True)
+    got, want = _state(spark, wh), _state(spark, full)
+    for name in TABLES:
+        assert got[name] == want[name], name

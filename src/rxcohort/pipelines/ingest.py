@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from rxcohort import io
@@ -47,6 +47,7 @@ from rxcohort.ingest import rules
 from rxcohort.ingest.bronze import BRONZE_PARTITION_BY, bronze_table_schema, read_bronze_rows
 from rxcohort.ingest.delivery import CheckedFile, Delivery, check_file, scan_delivery
 from rxcohort.ingest.incremental import AffectedRows, affected_rows
+from rxcohort.ingest.keystore import KeyStore
 from rxcohort.ingest.rules import ROW_KEY
 from rxcohort.ingest.stamps import (
     FileStamp,
@@ -413,6 +414,8 @@ class _IngestRun:
         self.batch: tuple[DataFrame, int] | None = None
         self.scratch = paths.root / SCRATCH_DIR / load_id
         self.pandas_limit = 1_000_000
+        self.keystore = KeyStore(spark, paths.root, self.scratch)
+        self.loads: dict[str, str] = {}  # dispensings file -> the load its bronze rows are of
 
     def _cache(self, frame: DataFrame) -> DataFrame:
         frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
@@ -453,11 +456,14 @@ class _IngestRun:
         self.say(f"reading {len(self.changed)} new or changed file(s)")
         staged_bronze, bronze = self._read_bronze(changed_names, versions_before)
         files_frame = self._files_frame(changed_names, versions_before)
+        self.loads = _loads_of(files_frame, "dispensings")
 
         self.say("building silver and quarantine")
         classified, silver, quarantine = self._classify(
             bronze, files_frame, changed_names, versions_before, rebuild
         )
+        if self.incremental is None:  # the keys the next load's plan reads
+            self.keystore.keys(bronze["dispensings"], self.loads)
         staged_silver, staged_quarantine = self._stage_silver_and_quarantine(
             silver, quarantine, rebuild, versions_before
         )
@@ -477,6 +483,7 @@ class _IngestRun:
         self._commit(staged_bronze, staged_silver, staged_quarantine)
         self._commit_bookkeeping(changes, outcomes, files_frame)
         self._check_committed(counts)
+        self.keystore.keep(self.loads)
         self.say(f"done: load {self.load_id}")
         return self._result(changed_names, counts, outcomes, report_path)
 
@@ -787,14 +794,8 @@ class _IngestRun:
             return None
         paths = self.paths
         names = sorted(c.file.name for c in self.changed if c.file.table == "dispensings")
-        keys = self._materialise(rules.dispensing_keys(bronze), "incremental_keys")
-        old = io.read_table(
-            self.spark, paths.bronze("dispensings"), version=versions_before["bronze/dispensings"]
-        )
-        removed = self._materialise(
-            rules.dispensing_keys(old.where(F.col("source_file").isin(*names))),
-            "incremental_removed",
-        )
+        keys = self.keystore.keys(bronze, self.loads)
+        removed = self._removed_keys(names, versions_before)
         flipped = None
         if any(c.file.table == "persons" for c in self.changed):
             before = io.read_table(
@@ -836,6 +837,30 @@ class _IngestRun:
             nothing=n_rows == 0 and n_removed == 0,
         )
 
+    def _removed_keys(self, names: list[str], versions_before: dict[str, int | None]) -> DataFrame:
+        """The keys of the bronze rows this load takes out: the earlier version of each
+        changed dispensings file (none for a new file)."""
+        old = io.read_table(
+            self.spark,
+            self.paths.bronze("dispensings"),
+            version=versions_before["bronze/dispensings"],
+        )
+        before = _loads_of(
+            io.read_table(self.spark, self.paths.files, version=versions_before["bronze/files"]),
+            "dispensings",
+        )
+        parts = [
+            self.keystore.keys_of(old.where(F.col("source_file") == name), name, before[name])
+            for name in names
+            if name in before
+        ]
+        if not parts:
+            return rules.dispensing_keys(old).limit(0)
+        removed = parts[0]
+        for part in parts[1:]:
+            removed = removed.unionByName(part)
+        return self._materialise(removed, "incremental_removed")
+
     def _merge_dispensings(
         self, clean: DataFrame, rejected: DataFrame, versions_before: dict[str, int | None]
     ) -> tuple[DataFrame, DataFrame]:
@@ -852,20 +877,10 @@ class _IngestRun:
         # Silver's rows that go: those of the changed files (from their earlier version) and
         # those with the id of an affected row of another file (one row per id in silver).
         from_changed = F.col("source_file").isin(*changed) if changed else F.lit(False)
-        going = (
-            old.where(from_changed)
-            .select("dispense_year")
-            .unionByName(
-                old.where(~from_changed)
-                .join(ids, "dispensing_id", "left_semi")
-                .select("dispense_year")
-            )
+        going = old.where(from_changed).unionByName(
+            old.where(~from_changed).join(ids, "dispensing_id", "left_semi")
         )
-        years = going.unionByName(clean.select("dispense_year")).distinct().collect()
-        plan.years = {int(r["dispense_year"]) for r in years if r["dispense_year"] is not None}
-        plan.years |= {
-            c.file.year for c in self.changed if c.file.table == "dispensings" and c.file.year
-        }
+        plan.years = self._years_to_rewrite(going, clean.select(*old.columns), from_changed)
         kept = (
             old.where(F.col("dispense_year").isin(*sorted(plan.years)))
             .where(~from_changed)
@@ -878,10 +893,35 @@ class _IngestRun:
         )
         held = before.where(~F.col("source_file").isin(*changed) if changed else F.lit(True))
         held = plan.affected.not_rows_of(held)
+        rewritten = clean.where(F.col("dispense_year").isin(*sorted(plan.years)))
         return (
-            kept.unionByName(clean.select(*kept.columns)),
+            kept.unionByName(rewritten.select(*kept.columns)),
             held.unionByName(rejected.select(*held.columns)),
         )
+
+    def _years_to_rewrite(
+        self, going: DataFrame, coming: DataFrame, from_changed: Column
+    ) -> set[int]:
+        """The years of silver dispensings this load rewrites: those of the changed files'
+        rows (before and after) and those where a row of another file classified again has
+        a new silver row. Most of those rows keep their verdict and so their row (it is built
+        from the bronze row alone), and a year where nothing differs is left as it is."""
+        outside_going, outside_coming = going.where(~from_changed), coming.where(~from_changed)
+        differ = outside_going.subtract(outside_coming).unionByName(
+            outside_coming.subtract(outside_going)
+        )
+        parts = (
+            going.where(from_changed).select("dispense_year"),
+            coming.where(from_changed).select("dispense_year"),
+            differ.select("dispense_year"),
+        )
+        years = {c.file.year for c in self.changed if c.file.table == "dispensings" and c.file.year}
+        for part in parts:
+            years |= {int(r[0]) for r in part.distinct().collect() if r[0] is not None}
+        if not years:  # no silver row changes (a load of persons only): its rows' years
+            both = going.select("dispense_year").unionByName(coming.select("dispense_year"))
+            years = {int(r[0]) for r in both.distinct().collect() if r[0] is not None}
+        return years
 
     def _untouched_silver(self, versions_before: dict[str, int | None]) -> DataFrame:
         """Silver dispensings of the years this load leaves as they are."""
@@ -1245,6 +1285,13 @@ class _IngestRun:
                     f"!= {in_silver} silver + {in_quarantine} quarantine + {c.duplicates} duplicates "
                     "(another writer, or a bug)"
                 )
+
+
+def _loads_of(files: DataFrame, table: str) -> dict[str, str]:
+    """File name -> the load its bronze rows are of, for one table's files in ``files``
+    (rows of ``bronze/files``)."""
+    rows = files.where(F.col("table_name") == table).select("source_file", "load_id").collect()
+    return {r["source_file"]: r["load_id"] for r in rows}
 
 
 def _row_counts(frames: dict[str, DataFrame]) -> dict[str, int]:

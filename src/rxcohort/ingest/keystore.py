@@ -1,0 +1,121 @@
+"""Kept row keys: each bronze dispensings file's narrow keys, kept between loads.
+
+An incremental load relates its changed rows to the rest of bronze through the rows' keys
+(:func:`rxcohort.ingest.rules.dispensing_keys`: row key, id, person, product group, day,
+return). Computing them reads and parses the whole of bronze, which at 1M persons is a large
+part of a one-file correction. A file's keys depend on its bronze rows alone, and a load never
+changes those rows once written: a changed file is loaded again, under a new load id. So the
+keys of each file are kept in ``<warehouse>/_rxcohort_dispensing_keys/``, one folder per file
+and load (Parquet), and are used as long as ``bronze/files`` names that load for that file.
+
+Every load that writes dispensings (the first one included) computes the keys of the files
+that have none kept, from its staged bronze, into its scratch; they are moved into the store
+(a rename: a folder is there whole or not at all) only after the load has committed, and the
+folders of files and loads that ``bronze/files`` no longer names are then deleted. A cache: a
+missing folder only means the keys are computed again. A change to how keys are computed must
+change :data:`KEYS_FORMAT`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from rxcohort.ingest.rules import dispensing_keys
+from rxcohort.log import get_logger
+
+log = get_logger(__name__)
+
+STORE_DIR = "_rxcohort_dispensing_keys"
+KEYS_FORMAT = "v1"
+_SAFE = re.compile(r"[A-Za-z0-9_.-]{1,120}")
+
+
+def _entry(source_file: str, load_id: str) -> str:
+    """The folder name of one file's keys as loaded by one load."""
+    name = source_file if _SAFE.fullmatch(source_file) else _digest(source_file)
+    return f"{load_id}--{name}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+class KeyStore:
+    """The kept keys of one warehouse, and the keys one load computes for it."""
+
+    def __init__(self, spark: SparkSession, root: Path, scratch: Path) -> None:
+        self.spark = spark
+        self.store = root / STORE_DIR / KEYS_FORMAT
+        self.scratch = scratch / "dispensing_keys"
+        self.computed: dict[str, Path] = {}  # entry -> folder in the scratch
+
+    def kept(self, source_file: str, load_id: str) -> Path | None:
+        """The folder of a file's kept keys, if there are any."""
+        folder = self.store / _entry(source_file, load_id)
+        return folder if folder.is_dir() else None
+
+    def keys(self, bronze: DataFrame, loads: Mapping[str, str]) -> DataFrame:
+        """The keys of every row of ``bronze`` (dispensings after this load), whose files
+        and their load ids are ``loads``: kept ones read, the others computed into the
+        scratch (each file's bronze read alone: bronze is partitioned by file)."""
+        folders = []
+        for source_file, load_id in sorted(loads.items()):
+            entry = _entry(source_file, load_id)
+            folder = self.kept(source_file, load_id) or self.computed.get(entry)
+            if folder is None:
+                folder = self._compute(bronze.where(F.col("source_file") == source_file), entry)
+            folders.append(folder)
+        return self._read(folders, dispensing_keys(bronze))
+
+    def keys_of(self, rows: DataFrame, source_file: str, load_id: str) -> DataFrame:
+        """The keys of one file's rows as one load wrote them (``rows``: those bronze rows,
+        read only when the keys are not kept)."""
+        folder = self.kept(source_file, load_id)
+        keys = dispensing_keys(rows)
+        return keys if folder is None else self._read([folder], keys)
+
+    def _read(self, folders: list[Path], keys: DataFrame) -> DataFrame:
+        # The data files by name, so that no engine reads another's marker or checksum files.
+        files = [
+            str(path)
+            for folder in folders
+            for path in sorted(folder.rglob("*.parquet"))
+            if not path.name.startswith((".", "_"))
+        ]
+        if not files:
+            return keys.limit(0)
+        return self.spark.read.schema(keys.schema).parquet(*files)
+
+    def _compute(self, rows: DataFrame, entry: str) -> Path:
+        folder = self.scratch / entry
+        dispensing_keys(rows).write.mode("overwrite").parquet(str(folder))
+        self.computed[entry] = folder
+        return folder
+
+    def keep(self, loads: Mapping[str, str]) -> None:
+        """After the load committed: move the keys it computed into the store, and delete
+        the folders of files and loads ``loads`` (``bronze/files`` now) no longer names."""
+        try:
+            self.store.mkdir(parents=True, exist_ok=True)
+            for entry, folder in self.computed.items():
+                target = self.store / entry
+                if target.exists():
+                    shutil.rmtree(target)
+                folder.rename(target)
+            wanted = {_entry(f, load) for f, load in loads.items()}
+            for folder in self.store.iterdir():
+                if folder.name not in wanted:
+                    shutil.rmtree(folder, ignore_errors=True)
+            for old in self.store.parent.iterdir():
+                if old.name != KEYS_FORMAT:
+                    shutil.rmtree(old, ignore_errors=True)
+        except OSError as error:  # a cache: the next load computes what is missing
+            log.warning("could not keep the dispensing keys for the next load: %s", error)
+        self.computed.clear()
