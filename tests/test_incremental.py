@@ -320,3 +320,55 @@ def test_the_keys_are_kept_per_file_and_load_and_a_lost_one_is_computed_again(
     got, want = _state(spark, wh), _state(spark, full)
     for name in TABLES:
         assert got[name] == want[name], name
+
+
+def _suite(result, name: str) -> list[tuple]:
+    return [
+        (o.index, o.expectation, o.column, o.severity, o.success, o.observed, o.arguments, o.why)
+        for o in result.outcomes
+        if o.suite == name
+    ]
+
+
+def test_a_table_not_rewritten_keeps_its_outcomes_until_its_suite_changes(spark, tmp_path, base):
+    from rxcohort.pipelines.ingest import default_expectations_dir
+
+    suites = shutil.copytree(default_expectations_dir(), tmp_path / "expectations")
+    wh = tmp_path / "wh"
+    first = ingest_delivery(spark, base, warehouse=wh, expectations_dir=suites)
+    corrected = _copy(base, tmp_path / "corrected")
+    lines = _lines(corrected, 2014)
+    _write(corrected, 2014, lines[:30] + lines[45:])
+    second = ingest_delivery(spark, corrected, warehouse=wh, expectations_dir=suites)
+    # persons.csv and prescribers.csv did not change: their outcomes are the first load's.
+    for name in ("silver_persons", "silver_prescribers"):
+        assert _suite(second, name) == _suite(first, name) != []
+        assert f"{name} outcomes" in second.report_path.read_text()
+    assert f"kept from load {first.load_id}" in second.report_path.read_text()
+    runs = io.read_table(spark, wh / "quality/runs").where(f"load_id = '{second.load_id}'")
+    assert runs.where("suite = 'silver_persons'").count() == len(_suite(first, "silver_persons"))
+
+    # A changed suite is run again, on the table as it is.
+    path = suites / "silver_persons.json"
+    suite = json.loads(path.read_text())
+    row_count = next(
+        e for e in suite["expectations"] if e["type"] == "expect_table_row_count_to_be_between"
+    )
+    row_count["kwargs"]["max_value"] = 10**9
+    path.write_text(json.dumps(suite))
+    _write(corrected, 2014, lines[:20] + lines[45:])
+    third = ingest_delivery(spark, corrected, warehouse=wh, expectations_dir=suites)
+    (checked,) = [
+        o
+        for o in third.outcomes
+        if o.suite == "silver_persons" and o.expectation == "expect_table_row_count_to_be_between"
+    ]
+    assert checked.arguments.get("max_value") == 10**9
+    assert checked.observed["observed_value"] == first.counts["persons"].clean
+    assert "silver_persons outcomes" not in third.report_path.read_text()
+    assert "silver_prescribers outcomes" in third.report_path.read_text()
+    # --full validates every table again.
+    _write(corrected, 2014, lines[:10] + lines[45:])
+    fourth = ingest_delivery(spark, corrected, warehouse=wh, expectations_dir=suites, full=True)
+    assert "kept from load" not in fourth.report_path.read_text()
+    assert _suite(fourth, "silver_prescribers") == _suite(first, "silver_prescribers")

@@ -68,7 +68,12 @@ from rxcohort.ingest.tables import (
 )
 from rxcohort.lock import warehouse_lock
 from rxcohort.log import get_logger
-from rxcohort.pipelines.snapshot import LOAD_VERSIONS, complete_load
+from rxcohort.pipelines.snapshot import (
+    LOAD_VERSIONS,
+    SUITES_RECORD,
+    complete_load,
+    complete_load_record,
+)
 from rxcohort.quality import (
     ExpectationOutcome,
     load_suites,
@@ -78,6 +83,7 @@ from rxcohort.quality import (
     run_suite,
 )
 from rxcohort.quality.report import count_text, protect_page
+from rxcohort.quality.suites import Suite
 from rxcohort.reference import who_ddd_frame
 from rxcohort.schemas import SILVER_DISPENSINGS_PARTITION_BY
 from rxcohort.spark import local_frame
@@ -416,6 +422,10 @@ class _IngestRun:
         self.pandas_limit = 1_000_000
         self.keystore = KeyStore(spark, paths.root, self.scratch)
         self.loads: dict[str, str] = {}  # dispensings file -> the load its bronze rows are of
+        self.suites: dict[str, Suite] = {}
+        self.rebuild: dict[str, bool] = {}
+        self.versions_before: dict[str, int | None] = {}
+        self.carried: dict[str, str] = {}  # suite -> the load whose outcomes this load keeps
 
     def _cache(self, frame: DataFrame) -> DataFrame:
         frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
@@ -453,6 +463,7 @@ class _IngestRun:
     ) -> IngestResult:
         changed_names = {c.file.name for c in self.changed}
         rebuild = self._tables_to_rebuild(versions_before)
+        self.suites, self.rebuild, self.versions_before = suites, rebuild, versions_before
         self.say(f"reading {len(self.changed)} new or changed file(s)")
         staged_bronze, bronze = self._read_bronze(changed_names, versions_before)
         files_frame = self._files_frame(changed_names, versions_before)
@@ -660,9 +671,15 @@ class _IngestRun:
         profile = self._raw_profile(statuses)
         outcomes = name_failing_files(run_suite(suites[SUITES["raw"]], profile), profile)
         for table in TABLES:
-            outcomes += run_suite(
-                suites[SUITES[table]],
-                _validation_frame(views[table], rows=rows[table], limit=self.pandas_limit),
+            suite = suites[SUITES[table]]
+            carried = self._carried_outcomes(suite, table)
+            outcomes += (
+                carried
+                if carried is not None
+                else run_suite(
+                    suite,
+                    _validation_frame(views[table], rows=rows[table], limit=self.pandas_limit),
+                )
             )
         report_path = self.paths.report(self.load_id)
         self._write_report(report_path, counts, outcomes)
@@ -671,6 +688,35 @@ class _IngestRun:
             if not o.success:
                 log.warning("soft expectation failed: %s %s", o.suite, o.label)
         return outcomes, report_path
+
+    def _carried_outcomes(self, suite: Suite, table: str) -> list[ExpectationOutcome] | None:
+        """The outcomes of the last complete load for a silver table this load does not
+        rewrite, when that load validated the same version of the table with the same suite
+        (the same rows and expectations give the same outcomes); None: validate it now."""
+        if self.full or self.rebuild.get(table, True):
+            return None
+        record = complete_load_record(self.paths.root)
+        if record is None or not io.table_exists(self.paths.quality_runs):
+            return None
+        info, name = record["info"], f"silver/{table}"
+        digests = json.loads(info.get(SUITES_RECORD) or "{}")
+        versions = json.loads(info[LOAD_VERSIONS])
+        if (
+            digests.get(suite.name) != suite.sha256
+            or versions.get(name) != self.versions_before.get(name)
+            or (load_id := info.get("rxcohort.load_id")) is None
+        ):
+            return None
+        rows = (
+            io.read_table(self.spark, self.paths.quality_runs)
+            .where((F.col("load_id") == load_id) & (F.col("suite") == suite.name))
+            .collect()
+        )
+        if sorted(r["expectation_index"] for r in rows) != list(range(suite.n_expectations)):
+            return None
+        self.carried[suite.name] = load_id
+        self.say(f"{suite.name}: {name} and its suite unchanged since load {load_id}: kept")
+        return [_outcome_of(r, suite) for r in sorted(rows, key=lambda r: r["expectation_index"])]
 
     def _commit(
         self,
@@ -717,7 +763,11 @@ class _IngestRun:
             for name, path in paths.all_tables().items()
             if path != paths.files and (version := io.table_version(path)) is not None
         }
-        record = {**info, LOAD_VERSIONS: json.dumps(committed, sort_keys=True)}
+        record = {
+            **info,
+            LOAD_VERSIONS: json.dumps(committed, sort_keys=True),
+            SUITES_RECORD: json.dumps({s.name: s.sha256 for s in self.suites.values()}),
+        }
         io.write_table(files_frame.coalesce(1), paths.files, mode="overwrite", commit_info=record)
 
     def _commit_info(self) -> dict[str, str]:
@@ -1189,6 +1239,10 @@ class _IngestRun:
         if self.batch is not None and self.incremental is not None:
             years = ", ".join(map(str, sorted(self.incremental.years)))
             summary.append(("silver_dispensings validated on", f"the years rewritten: {years}"))
+        for suite, load_id in sorted(self.carried.items()):
+            summary.append(
+                (f"{suite} outcomes", f"kept from load {load_id} (table and suite unchanged)")
+            )
         shown, outcomes = protect_page(*_page_counts(counts), outcomes)
 
         def n(*key: str) -> str:
@@ -1285,6 +1339,22 @@ class _IngestRun:
                     f"!= {in_silver} silver + {in_quarantine} quarantine + {c.duplicates} duplicates "
                     "(another writer, or a bug)"
                 )
+
+
+def _outcome_of(row: Any, suite: Suite) -> ExpectationOutcome:
+    """An outcome as ``quality/runs`` holds it (the explanation from the suite)."""
+    meta = suite.definitions[row["expectation_index"]].get("meta") or {}
+    return ExpectationOutcome(
+        suite=row["suite"],
+        index=row["expectation_index"],
+        expectation=row["expectation"],
+        column=row["column"],
+        severity=row["severity"],
+        success=row["success"],
+        observed=json.loads(row["observed"] or "{}"),
+        arguments=json.loads(row["arguments"] or "{}"),
+        why=str(meta["why"]) if meta.get("why") else None,
+    )
 
 
 def _loads_of(files: DataFrame, table: str) -> dict[str, str]:

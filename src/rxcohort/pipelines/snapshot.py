@@ -26,6 +26,7 @@ from rxcohort.pipelines.runs import STATUS_SUCCEEDED
 log = get_logger("snapshot")
 
 LOAD_VERSIONS = "rxcohort.versions"  # key of the bronze/files commit metadata
+SUITES_RECORD = "rxcohort.suites"  # and of the digests of the suites the load ran
 LOAD_RECORD = "bronze/files"
 
 
@@ -45,16 +46,23 @@ class Snapshot:
 def complete_load(warehouse: str | Path) -> tuple[str | None, dict[str, int]]:
     """The last complete load's id and the versions it committed (``{}`` before any load, or
     for a warehouse whose loads recorded none)."""
+    entry = complete_load_record(warehouse)
+    if entry is None:
+        return None, {}
+    versions = {str(k): int(v) for k, v in json.loads(entry["info"][LOAD_VERSIONS]).items()}
+    versions[LOAD_RECORD] = int(entry["version"])
+    return entry["info"].get("rxcohort.load_id"), versions
+
+
+def complete_load_record(warehouse: str | Path) -> dict[str, Any] | None:
+    """The ``bronze/files`` history entry (version, info) of the last complete load."""
     path = Path(warehouse) / LOAD_RECORD
     if not io.table_exists(path):
-        return None, {}
+        return None
     for entry in io.table_history(path):
-        recorded = entry["info"].get(LOAD_VERSIONS)
-        if recorded:
-            versions = {str(k): int(v) for k, v in json.loads(recorded).items()}
-            versions[LOAD_RECORD] = int(entry["version"])
-            return entry["info"].get("rxcohort.load_id"), versions
-    return None, {}
+        if entry["info"].get(LOAD_VERSIONS):
+            return entry
+    return None
 
 
 def last_succeeded_run(study_dir: str | Path) -> dict[str, Any] | None:

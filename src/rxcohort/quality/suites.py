@@ -18,6 +18,7 @@ file instead, then checks that the suite holds exactly as many expectations as t
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,6 +43,12 @@ class Suite:
     @property
     def n_expectations(self) -> int:
         return len(self.definitions)
+
+    @property
+    def sha256(self) -> str:
+        """A digest of the expectations as loaded (type, arguments, meta, in file order)."""
+        text = json.dumps([self.name, *self.definitions], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 def load_suite(path: str | Path) -> Suite:
