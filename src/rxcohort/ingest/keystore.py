@@ -27,7 +27,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from rxcohort.ingest.rules import dispensing_keys
+from rxcohort.ingest.rules import dispensing_keys, keys_of_checked
 from rxcohort.log import get_logger
 
 log = get_logger(__name__)
@@ -61,16 +61,26 @@ class KeyStore:
         folder = self.store / _entry(source_file, load_id)
         return folder if folder.is_dir() else None
 
-    def keys(self, bronze: DataFrame, loads: Mapping[str, str]) -> DataFrame:
+    def keys(
+        self, bronze: DataFrame, loads: Mapping[str, str], *, checked: DataFrame | None = None
+    ) -> DataFrame:
         """The keys of every row of ``bronze`` (dispensings after this load), whose files
         and their load ids are ``loads``: kept ones read, the others computed into the
-        scratch (each file's bronze read alone: bronze is partitioned by file)."""
+        scratch - from ``checked`` when given (every row of ``bronze`` as
+        :func:`rxcohort.ingest.rules.classify_dispensings` checked it, already typed), else
+        from each file's bronze, read alone (bronze is partitioned by file)."""
         folders = []
         for source_file, load_id in sorted(loads.items()):
             entry = _entry(source_file, load_id)
             folder = self.kept(source_file, load_id) or self.computed.get(entry)
             if folder is None:
-                folder = self._compute(bronze.where(F.col("source_file") == source_file), entry)
+                of_file = F.col("source_file") == source_file
+                rows = (
+                    dispensing_keys(bronze.where(of_file))
+                    if checked is None
+                    else keys_of_checked(checked.where(of_file))
+                )
+                folder = self._compute(rows, entry)
             folders.append(folder)
         return self._read(folders, dispensing_keys(bronze))
 
@@ -93,9 +103,9 @@ class KeyStore:
             return keys.limit(0)
         return self.spark.read.schema(keys.schema).parquet(*files)
 
-    def _compute(self, rows: DataFrame, entry: str) -> Path:
+    def _compute(self, keys: DataFrame, entry: str) -> Path:
         folder = self.scratch / entry
-        dispensing_keys(rows).write.mode("overwrite").parquet(str(folder))
+        keys.write.mode("overwrite").parquet(str(folder))
         self.computed[entry] = folder
         return folder
 

@@ -262,7 +262,9 @@ def classify_dispensings(
     ``materialise`` (see :data:`Materialise`) is applied to the checked rows and to each
     intermediate result.
     """
-    checked = materialise(_checked_dispensings(bronze, persons, files, materialise), "checked")
+    checked = materialise(
+        _checked_dispensings(bronze, persons, files, materialise), CHECKED_DISPENSINGS
+    )
     duplicates = materialise(
         _duplicate_flags(
             checked, key="t_dispensing_id", content=_DISPENSING_CONTENT, materialise=materialise
@@ -276,6 +278,8 @@ def classify_dispensings(
     )
     return add_ddd(_apply_flags(deduplicated, returns), who_ddd)
 
+
+CHECKED_DISPENSINGS = "checked"  # the name the checked rows are materialised under
 
 _DISPENSING_CONTENT = [
     "t_person_id",
@@ -374,17 +378,29 @@ def dispensing_keys(bronze: DataFrame) -> DataFrame:
     (a hash of person, ATC code and product: returns), ``_day`` (days since 1970, null when the
     date does not parse) and ``_return`` (packs below 0). The same expressions as
     :func:`classify_dispensings`, so that the rows it relates are the rows these relate."""
-    trimmed = _trimmed("dispensings", bronze)
-    date = _date("dispense_date")
-    product = F.coalesce(_s("product_id"), F.lit(""))
-    atc = F.upper(_s("atc_code"))
-    return trimmed.select(
+    typed = _trimmed("dispensings", bronze).select(
         *ROW_KEY,
-        _s("dispensing_id").alias("_id"),
-        _s("person_id").alias("_person"),
-        F.xxhash64(_s("person_id"), atc, product).alias("_group"),
-        F.datediff(date, F.lit("1970-01-01").cast("date")).alias("_day"),
-        F.coalesce(_number("packs") < 0, F.lit(False)).alias("_return"),
+        _s("dispensing_id").alias("t_dispensing_id"),
+        _s("person_id").alias("t_person_id"),
+        _date("dispense_date").alias("t_dispense_date"),
+        F.upper(_s("atc_code")).alias("t_atc_code"),
+        _s("product_id").alias("t_product_id"),
+        _number("packs").alias("t_packs"),
+    )
+    return keys_of_checked(typed)
+
+
+def keys_of_checked(checked: DataFrame) -> DataFrame:
+    """:func:`dispensing_keys` from the typed columns of rows checked by
+    :func:`classify_dispensings` (the typing is the same: ``t_<column>``)."""
+    product = F.coalesce(F.col("t_product_id"), F.lit(""))
+    return checked.select(
+        *ROW_KEY,
+        F.col("t_dispensing_id").alias("_id"),
+        F.col("t_person_id").alias("_person"),
+        F.xxhash64(F.col("t_person_id"), F.col("t_atc_code"), product).alias("_group"),
+        F.datediff(F.col("t_dispense_date"), F.lit("1970-01-01").cast("date")).alias("_day"),
+        F.coalesce(F.col("t_packs") < 0, F.lit(False)).alias("_return"),
     )
 
 

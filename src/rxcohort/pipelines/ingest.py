@@ -421,6 +421,7 @@ class _IngestRun:
         self.scratch = paths.root / SCRATCH_DIR / load_id
         self.pandas_limit = 1_000_000
         self.keystore = KeyStore(spark, paths.root, self.scratch)
+        self.materialised: dict[str, DataFrame] = {}
         self.loads: dict[str, str] = {}  # dispensings file -> the load its bronze rows are of
         self.suites: dict[str, Suite] = {}
         self.rebuild: dict[str, bool] = {}
@@ -441,7 +442,8 @@ class _IngestRun:
         """Write an intermediate result to the scratch directory and read it back."""
         target = self.scratch / name
         frame.write.mode("overwrite").parquet(str(target))
-        return self.spark.read.schema(frame.schema).parquet(str(target))
+        self.materialised[name] = self.spark.read.schema(frame.schema).parquet(str(target))
+        return self.materialised[name]
 
     def release(self) -> None:
         """Unpersist cached frames, delete staged files never committed and the scratch."""
@@ -474,7 +476,8 @@ class _IngestRun:
             bronze, files_frame, changed_names, versions_before, rebuild
         )
         if self.incremental is None:  # the keys the next load's plan reads
-            self.keystore.keys(bronze["dispensings"], self.loads)
+            checked = self.materialised.get(rules.CHECKED_DISPENSINGS)
+            self.keystore.keys(bronze["dispensings"], self.loads, checked=checked)
         staged_silver, staged_quarantine = self._stage_silver_and_quarantine(
             silver, quarantine, rebuild, versions_before
         )
@@ -952,22 +955,26 @@ class _IngestRun:
     def _years_to_rewrite(
         self, going: DataFrame, coming: DataFrame, from_changed: Column
     ) -> set[int]:
-        """The years of silver dispensings this load rewrites: those of the changed files'
-        rows (before and after) and those where a row of another file classified again has
-        a new silver row. Most of those rows keep their verdict and so their row (it is built
-        from the bronze row alone), and a year where nothing differs is left as it is."""
+        """The years of silver dispensings this load rewrites: those of the changed files
+        and those where a row of another file classified again has a new silver row. Most of
+        those rows keep their verdict and so their row (it is built from the bronze row
+        alone), and a year where nothing differs is left as it is."""
         outside_going, outside_coming = going.where(~from_changed), coming.where(~from_changed)
         differ = outside_going.subtract(outside_coming).unionByName(
             outside_coming.subtract(outside_going)
         )
-        parts = (
-            going.where(from_changed).select("dispense_year"),
-            coming.where(from_changed).select("dispense_year"),
-            differ.select("dispense_year"),
-        )
-        years = {c.file.year for c in self.changed if c.file.table == "dispensings" and c.file.year}
-        for part in parts:
-            years |= {int(r[0]) for r in part.distinct().collect() if r[0] is not None}
+        changed = [c.file for c in self.changed if c.file.table == "dispensings"]
+        years = {f.year for f in changed if f.year}
+        parts = differ.select("dispense_year")
+        if any(not f.year for f in changed):
+            # A file without a year in its name: the years its rows fall in (a file with one
+            # holds silver rows of that year only: the others are date_outside_file_year).
+            parts = parts.unionByName(
+                going.where(from_changed)
+                .select("dispense_year")
+                .unionByName(coming.where(from_changed).select("dispense_year"))
+            )
+        years |= {int(r[0]) for r in parts.distinct().collect() if r[0] is not None}
         if not years:  # no silver row changes (a load of persons only): its rows' years
             both = going.select("dispense_year").unionByName(coming.select("dispense_year"))
             years = {int(r[0]) for r in both.distinct().collect() if r[0] is not None}
