@@ -212,3 +212,36 @@ def _assert_same_study_tables(spark, ours: Path, theirs: Path) -> None:
 
 def _types(path: Path) -> list[tuple[str, str]]:
     return [(f.name, f.dataType.simpleString()) for f in io.table_schema(path).fields]
+
+
+KEYS_SIDE = """
+    import json, sys
+    from pathlib import Path
+    from rxcohort import io
+    from rxcohort.ingest import keystore
+    from rxcohort.ingest.rules import dispensing_keys
+    from rxcohort.spark import build_session
+    spark = build_session()
+    wh = Path(sys.argv[1])
+    files = io.read_table(spark, wh / "bronze/files").where("table_name = 'dispensings'")
+    loads = {r["source_file"]: r["load_id"] for r in files.collect()}
+    bronze = io.read_table(spark, wh / "bronze/dispensings")
+    store = keystore.KeyStore(spark, wh, Path(sys.argv[2]))
+    kept, fresh = store.keys(bronze, loads), dispensing_keys(bronze)
+    differ = kept.subtract(fresh).count() + fresh.subtract(kept).count()
+    print(json.dumps({"kept": kept.count(), "fresh": fresh.count(), "differ": differ,
+                      "computed": len(store.computed)}))
+"""
+
+
+def test_the_kept_row_keys_are_read_on_the_other_engine(spark, demo_warehouse, tmp_path):
+    """The keys an ingest on this engine kept for the next load are what the other engine
+    computes from bronze, read from the folders without computing them again."""
+    if engine_choice()[0] != "spark":
+        pytest.skip("run by make test-spark, where the other engine is the fast embedded one")
+    _skip_without_classic_spark()
+    warehouse, _delivery, _study = demo_warehouse
+    seen = _in_other_engine(KEYS_SIDE, str(warehouse), str(tmp_path / "scratch"))
+    assert seen["computed"] == 0
+    assert seen["kept"] == seen["fresh"] > 0
+    assert seen["differ"] == 0

@@ -298,31 +298,36 @@ _DISPENSING_CONTENT = [
 ]
 
 
+def _dispensing_types() -> dict[str, Column]:
+    """The typed value of each raw dispensing column (over its trimmed ``s_`` column)."""
+    return {
+        "t_dispensing_id": _s("dispensing_id"),
+        "t_person_id": _s("person_id"),
+        "t_dispense_date": _date("dispense_date"),
+        "t_atc_code": F.upper(_s("atc_code")),
+        "t_product_id": _s("product_id"),
+        "t_product_name": _s("product_name"),
+        "t_magistral": F.when(_s("magistral") == "1", True).when(_s("magistral") == "0", False),
+        **{f"t_{c}": _number(c) for c in _DISPENSING_NUMBERS},
+        "t_prescriber_id": _s("prescriber_id"),
+        "t_reimbursement": F.lower(_s("reimbursement")),
+        "t_reimbursement_code": F.upper(_s("reimbursement_code")),
+    }
+
+
+_DISPENSING_NUMBERS = ["packs", "strength_mg", "units_per_pack", "ddd_per_pack"]
+
+
 def _checked_dispensings(
     bronze: DataFrame, persons: DataFrame, files: DataFrame, materialise: Materialise
 ) -> DataFrame:
     """Typed rows with the reason of the first one-row rule that fails (or null)."""
-    numbers = ["packs", "strength_mg", "units_per_pack", "ddd_per_pack"]
+    numbers = _DISPENSING_NUMBERS
     periods = F.broadcast(files.select("source_file", "file_year", "period_start", "period_end"))
     typed = (
         _trimmed("dispensings", bronze)
         .join(periods, "source_file", "left")
-        .select(
-            "*",
-            _s("dispensing_id").alias("t_dispensing_id"),
-            _s("person_id").alias("t_person_id"),
-            _date("dispense_date").alias("t_dispense_date"),
-            F.upper(_s("atc_code")).alias("t_atc_code"),
-            _s("product_id").alias("t_product_id"),
-            _s("product_name").alias("t_product_name"),
-            F.when(_s("magistral") == "1", True)
-            .when(_s("magistral") == "0", False)
-            .alias("t_magistral"),
-            *[_number(c).alias(f"t_{c}") for c in numbers],
-            _s("prescriber_id").alias("t_prescriber_id"),
-            F.lower(_s("reimbursement")).alias("t_reimbursement"),
-            F.upper(_s("reimbursement_code")).alias("t_reimbursement_code"),
-        )
+        .select("*", *[value.alias(name) for name, value in _dispensing_types().items()])
         .select("*", F.year("t_dispense_date").alias("t_dispense_year"))
     )
 
@@ -378,14 +383,10 @@ def dispensing_keys(bronze: DataFrame) -> DataFrame:
     (a hash of person, ATC code and product: returns), ``_day`` (days since 1970, null when the
     date does not parse) and ``_return`` (packs below 0). The same expressions as
     :func:`classify_dispensings`, so that the rows it relates are the rows these relate."""
+    types = _dispensing_types()
+    needed = ["t_dispensing_id", "t_person_id", "t_dispense_date", "t_atc_code", "t_product_id"]
     typed = _trimmed("dispensings", bronze).select(
-        *ROW_KEY,
-        _s("dispensing_id").alias("t_dispensing_id"),
-        _s("person_id").alias("t_person_id"),
-        _date("dispense_date").alias("t_dispense_date"),
-        F.upper(_s("atc_code")).alias("t_atc_code"),
-        _s("product_id").alias("t_product_id"),
-        _number("packs").alias("t_packs"),
+        *ROW_KEY, *[types[name].alias(name) for name in (*needed, "t_packs")]
     )
     return keys_of_checked(typed)
 

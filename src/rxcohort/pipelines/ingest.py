@@ -902,16 +902,18 @@ class _IngestRun:
             io.read_table(self.spark, self.paths.files, version=versions_before["bronze/files"]),
             "dispensings",
         )
+        names = [name for name in names if name in before]
         parts = [
             self.keystore.keys_of(old.where(F.col("source_file") == name), name, before[name])
             for name in names
-            if name in before
         ]
         if not parts:
             return rules.dispensing_keys(old).limit(0)
         removed = parts[0]
         for part in parts[1:]:
             removed = removed.unionByName(part)
+        if all(self.keystore.kept(name, before[name]) for name in names):
+            return removed  # read from the kept keys: nothing to compute twice
         return self._materialise(removed, "incremental_removed")
 
     def _merge_dispensings(
@@ -1351,13 +1353,10 @@ class _IngestRun:
 def _outcome_of(row: Any, suite: Suite) -> ExpectationOutcome:
     """An outcome as ``quality/runs`` holds it (the explanation from the suite)."""
     meta = suite.definitions[row["expectation_index"]].get("meta") or {}
+    same = {name: row[name] for name in ("suite", "expectation", "column", "severity", "success")}
     return ExpectationOutcome(
-        suite=row["suite"],
+        **same,
         index=row["expectation_index"],
-        expectation=row["expectation"],
-        column=row["column"],
-        severity=row["severity"],
-        success=row["success"],
         observed=json.loads(row["observed"] or "{}"),
         arguments=json.loads(row["arguments"] or "{}"),
         why=str(meta["why"]) if meta.get("why") else None,
