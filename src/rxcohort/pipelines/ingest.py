@@ -912,8 +912,8 @@ class _IngestRun:
         removed = parts[0]
         for part in parts[1:]:
             removed = removed.unionByName(part)
-        if all(self.keystore.kept(name, before[name]) for name in names):
-            return removed  # read from the kept keys: nothing to compute twice
+        # Written once even when read from the kept keys: it is used several times, and
+        # Sail (0.7) fails to plan some of those uses over the plain read.
         return self._materialise(removed, "incremental_removed")
 
     def _merge_dispensings(
