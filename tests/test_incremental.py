@@ -282,8 +282,9 @@ def test_a_year_whose_rows_keep_their_verdicts_is_left_as_it_was(spark, tmp_path
 
 
 def _kept_folders(wh: Path) -> dict[str, Path]:
+    """The kept keys' folders (the shared ids' one aside)."""
     store = wh / keystore.STORE_DIR / keystore.KEYS_FORMAT
-    return {p.name: p for p in store.iterdir()}
+    return {p.name: p for p in store.iterdir() if not p.name.startswith("_shared-ids--")}
 
 
 def test_the_keys_are_kept_per_file_and_load_and_a_lost_one_is_computed_again(
@@ -372,3 +373,71 @@ def test_a_table_not_rewritten_keeps_its_outcomes_until_its_suite_changes(spark,
     fourth = ingest_delivery(spark, corrected, warehouse=wh, expectations_dir=suites, full=True)
     assert "kept from load" not in fourth.report_path.read_text()
     assert _suite(fourth, "silver_prescribers") == _suite(first, "silver_prescribers")
+
+
+def _shared_folder(wh: Path, load_id: str) -> Path:
+    return wh / keystore.STORE_DIR / keystore.KEYS_FORMAT / f"_shared-ids--{load_id}"
+
+
+def _repeated_id_hashes(spark, wh: Path) -> set[int]:
+    """The 64-bit hashes of the (trimmed) dispensing ids that occur more than once in bronze,
+    counted here in Python."""
+    from collections import Counter
+
+    ids = Counter(
+        r["dispensing_id"].strip()
+        for r in io.read_table(spark, wh / "bronze/dispensings").collect()
+        if r["dispensing_id"] is not None and r["dispensing_id"].strip()
+    )
+    repeated = sorted(i for i, n in ids.items() if n > 1)
+    frame = spark.createDataFrame([(i,) for i in repeated], "id string")
+    return {r[0] for r in frame.selectExpr("xxhash64(id)").collect()}
+
+
+def test_an_id_new_to_a_corrected_file_ties_the_row_of_another_file_that_has_it(
+    spark, tmp_path, base, monkeypatch
+):
+    """A load keeps the hashes of the ids that repeat in bronze; the next one looks up in the
+    other files only the ids its corrected file did not have before. Here the corrected 2014
+    file gains a row with the id of a 2013 row (other content: both become conflicting
+    duplicates). The same with the kept hashes lost, and with the lookup given up for the
+    aggregation over all ids: each equals a full rebuild."""
+    from rxcohort.ingest import incremental
+
+    first = tmp_path / "first"
+    loaded = ingest_delivery(spark, base, warehouse=first)
+    kept = spark.read.parquet(str(_shared_folder(first, loaded.load_id)))
+    assert {r["_h"] for r in kept.collect()} == _repeated_id_hashes(spark, first)
+    assert len(_repeated_id_hashes(spark, first)) >= 2  # TIE-ID, TIE-D2 and generated ones
+
+    clean = _silver_ids(spark, first)
+    in_2014 = {x.split(";")[0] for x in _lines(base, 2014)}
+    taken = next(x.split(";")[0] for x in _lines(base, 2013)[1:] if x.split(";")[0] in clean)
+    assert taken not in in_2014
+    corrected = _copy(base, tmp_path / "corrected")
+    row = next(x for x in _lines(corrected, 2014)[1:] if x.split(";")[0] in clean).split(";")
+    row[0] = taken
+    _append(corrected, 2014, [";".join(row)])
+
+    wh, result = _both(spark, tmp_path / "kept", base, corrected)
+    assert _reasons(spark, wh)[taken] == "conflicting_duplicate"
+    assert taken not in _silver_ids(spark, wh)
+    after = spark.read.parquet(str(_shared_folder(wh, result.load_id)))
+    assert {r["_h"] for r in after.collect()} >= _repeated_id_hashes(spark, wh)
+    assert not _shared_folder(wh, loaded.load_id).exists() or loaded.load_id == result.load_id
+
+    # Without the kept hashes (a lost folder): all ids aggregated; the same result.
+    lost = tmp_path / "lost"
+    first_load = ingest_delivery(spark, base, warehouse=lost).load_id
+    shutil.rmtree(_shared_folder(lost, first_load))
+    ingest_delivery(spark, corrected, warehouse=lost)
+    # With too many new ids to look up: the same aggregation.
+    many = tmp_path / "many"
+    ingest_delivery(spark, base, warehouse=many)
+    monkeypatch.setattr(incremental, "FRESH_IDS_MOST", 0)
+    ingest_delivery(spark, corrected, warehouse=many)
+    want = _state(spark, tmp_path / "kept" / "full")
+    for other in (lost, many):
+        got = _state(spark, other)
+        for name in TABLES:
+            assert got[name] == want[name], (other.name, name)

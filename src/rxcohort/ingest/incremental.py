@@ -24,6 +24,11 @@ apart (multi-dose packs) do not make it iterate. The sets are kept as *whole fil
 changed ones) plus a small set of row keys outside them, so that no join has to hold a whole
 file's keys in memory (a hash join's build side cannot spill): ids are looked up only among
 those shared by two rows, which are few, and windows only around products with a return.
+
+The ids shared by two rows are found as 64-bit hashes (:func:`shared_ids`). A load keeps them
+for the next one (:data:`SHARED_IDS`), which then finds its own from them and the changed
+files alone (:func:`_shared_since`): an id of the changed files can tie a row of another file
+only if the earlier version of those files had it (then the kept set has it) or it is new.
 """
 
 from __future__ import annotations
@@ -34,6 +39,12 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from rxcohort.ingest.rules import ROW_KEY, Materialise
+
+SHARED_IDS = "incremental_shared_ids"  # the name the shared id hashes are materialised under
+# At most this many ids of the changed files that their earlier version did not have are
+# looked up in the other files from the kept shared ids (a broadcast); more (a new year's
+# file): one aggregation over the ids of the whole bronze instead.
+FRESH_IDS_MOST = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,7 @@ class _Ties:
         *,
         in_files: Column,
         removed: DataFrame,
+        kept_shared: DataFrame | None,
         window_days: int,
         materialise: Materialise,
     ) -> None:
@@ -95,13 +107,26 @@ class _Ties:
             .distinct(),
             "incremental_return_groups",
         )
-        self.shared = materialise(
-            _shared_ids(keys, removed, in_files=in_files), "incremental_shared_ids"
-        )
+        shared = None
+        if kept_shared is not None:
+            shared = _shared_since(
+                kept_shared, keys, removed, in_files=in_files, materialise=materialise
+            )
+        if shared is None:
+            shared = shared_ids(keys, removed, in_files=in_files)
+        self.shared = materialise(shared, SHARED_IDS)
 
     def partners(self, rows: DataFrame) -> DataFrame:
-        """Rows of other files sharing a dispensing_id with one of ``rows``."""
-        hit = rows.select("_id").join(F.broadcast(self.shared), "_id", "left_semi").distinct()
+        """Rows of other files sharing a dispensing_id with one of ``rows`` (or an id of the
+        same hash: such a row keeps its verdict)."""
+        hit = (
+            rows.select("_id")
+            .where(F.col("_id").isNotNull())
+            .distinct()
+            .withColumn("_h", F.xxhash64("_id"))
+            .join(F.broadcast(self.shared), "_h", "left_semi")
+            .select("_id")
+        )
         return self.outside.join(F.broadcast(hit), "_id", "left_semi")
 
     def in_window(self, rows: DataFrame, *, targets: DataFrame) -> DataFrame:
@@ -123,41 +148,81 @@ class _Ties:
         )
 
 
-def _shared_ids(keys: DataFrame, removed: DataFrame, *, in_files: Column) -> DataFrame:
-    """Ids that tie two rows: repeated in the new bronze, or a removed row's id found outside
-    the changed files (``in_files``: a row of keys is of a changed file). One aggregation (it
-    spills) over 64-bit hashes of the ids, cheaper to group than the ids themselves; the few
-    hashes that tie are then taken back to their ids. A hash collision only adds an id that
-    ties nothing: its rows are classified again with their context and keep their verdicts."""
-    tagged = (
-        keys.where(F.col("_id").isNotNull())
-        .select(
-            F.xxhash64("_id").alias("_h"),
-            F.lit(1).alias("_new"),
-            F.when(in_files, 0).otherwise(1).alias("_out"),
-            F.lit(0).alias("_gone"),
-        )
-        .unionByName(
+def _hash(column: str) -> Column:
+    return F.xxhash64(column).alias("_h")
+
+
+def shared_ids(
+    keys: DataFrame, removed: DataFrame | None = None, *, in_files: Column | None = None
+) -> DataFrame:
+    """The 64-bit hashes (``_h``) of the ids that may tie two rows: repeated in ``keys`` (the
+    new bronze), or an id of ``removed`` found outside the changed files (``in_files``: a row
+    of keys is of a changed file). One aggregation (it spills) over the hashes of every id,
+    cheaper to group than the ids themselves. A hash collision only adds an id that ties
+    nothing: its rows are classified again with their context and keep their verdicts. Kept
+    after each load (see :func:`_shared_since`), it holds every id repeated in bronze."""
+    in_files = F.lit(False) if in_files is None else in_files
+    tagged = keys.where(F.col("_id").isNotNull()).select(
+        _hash("_id"),
+        F.lit(1).alias("_new"),
+        F.when(in_files, 0).otherwise(1).alias("_out"),
+        F.lit(0).alias("_gone"),
+    )
+    if removed is not None:
+        tagged = tagged.unionByName(
             removed.where(F.col("_id").isNotNull()).select(
-                F.xxhash64("_id").alias("_h"),
+                _hash("_id"),
                 F.lit(0).alias("_new"),
                 F.lit(0).alias("_out"),
                 F.lit(1).alias("_gone"),
             )
         )
-    )
     counted = tagged.groupBy("_h").agg(
         F.sum("_new").alias("_n_new"), F.max("_out").alias("_out"), F.max("_gone").alias("_gone")
     )
     ties = (F.col("_n_new") > 1) | ((F.col("_gone") == 1) & (F.col("_out") == 1))
-    hit = F.broadcast(counted.where(ties).select("_h"))
-    found = keys.select("_id").unionByName(removed.select("_id")).where(F.col("_id").isNotNull())
-    return (
-        found.withColumn("_h", F.xxhash64("_id"))
-        .join(hit, "_h", "left_semi")
-        .select("_id")
-        .distinct()
+    return counted.where(ties).select("_h")
+
+
+def _shared_since(
+    kept: DataFrame,
+    keys: DataFrame,
+    removed: DataFrame,
+    *,
+    in_files: Column,
+    materialise: Materialise,
+) -> DataFrame | None:
+    """:func:`shared_ids` from ``kept`` (those of the bronze before this load: the rows of
+    ``removed`` and of the other files) and the changed files alone; None when too many of
+    their ids are new (:data:`FRESH_IDS_MOST`).
+
+    An id tying two rows now is repeated among the other files (then it was before: kept), or
+    repeated among the changed files (counted here), or in both. In the last case, and for an
+    id of ``removed`` found in the other files, either the earlier version had it too (then it
+    was repeated before: kept) or it is new to the changed files: only those few are looked up
+    in the other files. All of it by hash, as :func:`shared_ids`."""
+    changed = keys.where(in_files & F.col("_id").isNotNull()).select(
+        _hash("_id"), F.lit(1).alias("_new"), F.lit(0).alias("_gone")
     )
+    gone = removed.where(F.col("_id").isNotNull()).select(
+        _hash("_id"), F.lit(0).alias("_new"), F.lit(1).alias("_gone")
+    )
+    counted = (
+        changed.unionByName(gone)
+        .groupBy("_h")
+        .agg(F.sum("_new").alias("_n_new"), F.max("_gone").alias("_gone"))
+    )
+    fresh_or_repeated = (F.col("_n_new") > 1) | ((F.col("_n_new") > 0) & (F.col("_gone") == 0))
+    found = materialise(counted.where(fresh_or_repeated), "incremental_changed_ids")
+    fresh = found.where(F.col("_gone") == 0).select("_h")
+    n_fresh = fresh.count()
+    if n_fresh > FRESH_IDS_MOST:
+        return None
+    shared = kept.select("_h").unionByName(found.where(F.col("_n_new") > 1).select("_h"))
+    if n_fresh:
+        outside = keys.where(~in_files & F.col("_id").isNotNull()).select(_hash("_id"))
+        shared = shared.unionByName(outside.join(F.broadcast(fresh), "_h", "left_semi"))
+    return shared.distinct()
 
 
 def affected_rows(
@@ -166,6 +231,7 @@ def affected_rows(
     files: tuple[str, ...],
     flipped: DataFrame | None,
     removed: DataFrame,
+    kept_shared: DataFrame | None = None,
     window_days: int,
     materialise: Materialise,
 ) -> AffectedRows:
@@ -174,13 +240,16 @@ def affected_rows(
     ``keys``: :func:`rxcohort.ingest.rules.dispensing_keys` of the bronze after this load;
     ``files``: the changed files (each of their rows changed); ``flipped``: rows of ``keys``
     whose person became known or unknown (or None); ``removed``: the keys of rows this load
-    takes out of bronze (the earlier version of a changed file), which tie rows as well.
+    takes out of bronze (the earlier version of a changed file), which tie rows as well;
+    ``kept_shared``: :func:`shared_ids` of the bronze before this load, when kept. The shared
+    ids of this load are materialised as :data:`SHARED_IDS`, for the next one.
     """
     in_files = F.col("source_file").isin(*files) if files else F.lit(False)
     ties = _Ties(
         keys,
         in_files=in_files,
         removed=removed,
+        kept_shared=kept_shared,
         window_days=window_days,
         materialise=materialise,
     )

@@ -14,6 +14,10 @@ that have none kept, from its staged bronze, into its scratch; they are moved in
 folders of files and loads that ``bronze/files`` no longer names are then deleted. A cache: a
 missing folder only means the keys are computed again. A change to how keys are computed must
 change :data:`KEYS_FORMAT`.
+
+Beside them, the hashes of the ids that repeat in bronze after the last load
+(:func:`rxcohort.ingest.incremental.shared_ids`), in ``_shared-ids--<load_id>``: the next
+load finds its own from them and its changed files (a missing folder: from all the keys).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StructField, StructType
 
 from rxcohort.ingest.rules import dispensing_keys, keys_of_checked
 from rxcohort.log import get_logger
@@ -35,6 +40,8 @@ log = get_logger(__name__)
 STORE_DIR = "_rxcohort_dispensing_keys"
 KEYS_FORMAT = "v1"
 _SAFE = re.compile(r"[A-Za-z0-9_.-]{1,120}")
+SHARED_SCHEMA = StructType([StructField("_h", LongType())])
+_SHARED = "_shared-ids--"  # + load id (load ids start with a digit: no file's entry is one)
 
 
 def _entry(source_file: str, load_id: str) -> str:
@@ -55,6 +62,16 @@ class KeyStore:
         self.store = root / STORE_DIR / KEYS_FORMAT
         self.scratch = scratch / "dispensing_keys"
         self.computed: dict[str, Path] = {}  # entry -> folder in the scratch
+
+    def shared(self, load_id: str | None) -> DataFrame | None:
+        """The id hashes kept by load ``load_id`` (the bronze as it left it), if there are."""
+        folder = self.store / f"{_SHARED}{load_id}"
+        if load_id is None or not folder.is_dir():
+            return None
+        files = [str(path) for path in sorted(folder.rglob("*.parquet")) if _data(path)]
+        if not files:  # none repeats (an engine may write no file for no rows)
+            return self.spark.createDataFrame([], SHARED_SCHEMA)
+        return self.spark.read.schema(SHARED_SCHEMA).parquet(*files)
 
     def kept(self, source_file: str, load_id: str) -> Path | None:
         """The folder of a file's kept keys, if there are any."""
@@ -97,7 +114,7 @@ class KeyStore:
             str(path)
             for folder in folders
             for path in sorted(folder.rglob("*.parquet"))
-            if not path.name.startswith((".", "_"))
+            if _data(path)
         ]
         if not files:
             return keys.limit(0)
@@ -109,17 +126,21 @@ class KeyStore:
         self.computed[entry] = folder
         return folder
 
-    def keep(self, loads: Mapping[str, str]) -> None:
-        """After the load committed: move the keys it computed into the store, and delete
-        the folders of files and loads ``loads`` (``bronze/files`` now) no longer names."""
+    def keep(self, loads: Mapping[str, str], *, load_id: str, shared: Path | None = None) -> None:
+        """After load ``load_id`` committed: move the keys it computed and its ``shared`` id
+        hashes (a folder in the scratch) into the store, and delete the folders of files and
+        loads ``loads`` (``bronze/files`` now) no longer names, and older shared ids."""
         try:
             self.store.mkdir(parents=True, exist_ok=True)
-            for entry, folder in self.computed.items():
+            moves = dict(self.computed)
+            if shared is not None and shared.is_dir():
+                moves[f"{_SHARED}{load_id}"] = shared
+            for entry, folder in moves.items():
                 target = self.store / entry
                 if target.exists():
                     shutil.rmtree(target)
                 folder.rename(target)
-            wanted = {_entry(f, load) for f, load in loads.items()}
+            wanted = {_entry(f, load) for f, load in loads.items()} | {f"{_SHARED}{load_id}"}
             for folder in self.store.iterdir():
                 if folder.name not in wanted:
                     shutil.rmtree(folder, ignore_errors=True)
@@ -129,3 +150,8 @@ class KeyStore:
         except OSError as error:  # a cache: the next load computes what is missing
             log.warning("could not keep the dispensing keys for the next load: %s", error)
         self.computed.clear()
+
+
+def _data(path: Path) -> bool:
+    """A data file of a folder (no engine's marker or checksum file)."""
+    return not path.name.startswith((".", "_"))

@@ -46,7 +46,7 @@ from rxcohort.errors import ConfigError, RxCohortError
 from rxcohort.ingest import rules
 from rxcohort.ingest.bronze import BRONZE_PARTITION_BY, bronze_table_schema, read_bronze_rows
 from rxcohort.ingest.delivery import CheckedFile, Delivery, check_file, scan_delivery
-from rxcohort.ingest.incremental import AffectedRows, affected_rows
+from rxcohort.ingest.incremental import SHARED_IDS, AffectedRows, affected_rows, shared_ids
 from rxcohort.ingest.keystore import KeyStore
 from rxcohort.ingest.rules import ROW_KEY
 from rxcohort.ingest.stamps import (
@@ -475,9 +475,10 @@ class _IngestRun:
         classified, silver, quarantine = self._classify(
             bronze, files_frame, changed_names, versions_before, rebuild
         )
-        if self.incremental is None:  # the keys the next load's plan reads
+        if self.incremental is None:  # the keys and shared ids the next load's plan reads
             checked = self.materialised.get(rules.CHECKED_DISPENSINGS)
-            self.keystore.keys(bronze["dispensings"], self.loads, checked=checked)
+            keys = self.keystore.keys(bronze["dispensings"], self.loads, checked=checked)
+            self._materialise(shared_ids(keys), SHARED_IDS)
         staged_silver, staged_quarantine = self._stage_silver_and_quarantine(
             silver, quarantine, rebuild, versions_before
         )
@@ -497,7 +498,7 @@ class _IngestRun:
         self._commit(staged_bronze, staged_silver, staged_quarantine)
         self._commit_bookkeeping(changes, outcomes, files_frame)
         self._check_committed(counts)
-        self.keystore.keep(self.loads)
+        self.keystore.keep(self.loads, load_id=self.load_id, shared=self.scratch / SHARED_IDS)
         self.say(f"done: load {self.load_id}")
         return self._result(changed_names, counts, outcomes, report_path)
 
@@ -840,7 +841,7 @@ class _IngestRun:
             return None
         # Only on top of a complete load: the rows a killed load committed cannot be told from
         # those it replaced (and a warehouse from before loads recorded their versions).
-        _, complete = complete_load(self.paths.root)
+        last_load, complete = complete_load(self.paths.root)
         tables = (*needed, "silver/persons", "bronze/persons")
         if any(complete.get(name) != versions_before[name] for name in tables):
             self.say("the last load is not on record as complete: classifying every row")
@@ -864,6 +865,7 @@ class _IngestRun:
             files=tuple(names),
             flipped=flipped,
             removed=removed,
+            kept_shared=self.keystore.shared(last_load),
             window_days=rules.RETURN_WINDOW_DAYS,
             materialise=self._materialise,
         )
@@ -907,13 +909,11 @@ class _IngestRun:
             self.keystore.keys_of(old.where(F.col("source_file") == name), name, before[name])
             for name in names
         ]
-        if not parts:
-            return rules.dispensing_keys(old).limit(0)
-        removed = parts[0]
-        for part in parts[1:]:
+        removed = rules.dispensing_keys(old).limit(0)
+        for part in parts:
             removed = removed.unionByName(part)
-        # Written once even when read from the kept keys: it is used several times, and
-        # Sail (0.7) fails to plan some of those uses over the plain read.
+        # Written once (none too) even when read from the kept keys: it is used several
+        # times, and Sail (0.7) fails to plan some of those uses over the plain read.
         return self._materialise(removed, "incremental_removed")
 
     def _merge_dispensings(
