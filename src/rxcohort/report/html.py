@@ -77,16 +77,17 @@ class Section:
     available: bool = True
 
 
+def paragraph(text: str, *, css_class: str | None = None) -> str:
+    attribute = f' class="{css_class}"' if css_class else ""
+    return f"<p{attribute}>{escape(text)}</p>"
+
+
 def not_available(reason: str) -> str:
-    return f'<p class="na">Not available in this run: {escape(reason)}.</p>'
+    return paragraph(f"Not available in this run: {reason}.", css_class="na")
 
 
 def note(text: str) -> str:
-    return f'<p class="note">{escape(text)}</p>'
-
-
-def paragraph(text: str) -> str:
-    return f"<p>{escape(text)}</p>"
+    return paragraph(text, css_class="note")
 
 
 def figure(png_base64: str, *, alt: str, caption: str) -> str:
