@@ -45,6 +45,10 @@ err_console = _console(stderr=True)
 
 _STATE = {"debug": False}
 
+StudyFileArg = Annotated[Path, typer.Argument(help="A study file (cohorts/*.yaml).")]
+StudyIdArg = Annotated[str, typer.Argument(help="Study id (the study file name without .yaml).")]
+DeliveryDirArg = Annotated[Path, typer.Argument(help="The delivery directory (CONTRACT §1).")]
+
 WarehouseOpt = Annotated[
     Path | None,
     typer.Option(
@@ -206,7 +210,7 @@ VerifyOpt = Annotated[
 
 @app.command()
 def ingest(
-    delivery_dir: Annotated[Path, typer.Argument(help="The delivery directory (CONTRACT §1).")],
+    delivery_dir: DeliveryDirArg,
     warehouse: WarehouseOpt = None,
     engine: EngineOpt = None,
     remote: RemoteOpt = None,
@@ -235,7 +239,7 @@ def ingest(
 
 @app.command()
 def check(
-    study_file: Annotated[Path, typer.Argument(help="A study file (cohorts/*.yaml).")],
+    study_file: StudyFileArg,
 ) -> None:
     """Validate a study file and print it in plain words. Starts no Spark."""
     from rxcohort.study import describe_study, load_study
@@ -246,7 +250,7 @@ def check(
 
 @app.command()
 def run(
-    study_file: Annotated[Path, typer.Argument(help="A study file (cohorts/*.yaml).")],
+    study_file: StudyFileArg,
     warehouse: WarehouseOpt = None,
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Rebuild a past run from its input versions.")
@@ -283,7 +287,7 @@ def run(
 
 @app.command()
 def refresh(
-    delivery_dir: Annotated[Path, typer.Argument(help="The delivery directory (CONTRACT §1).")],
+    delivery_dir: DeliveryDirArg,
     studies: Annotated[
         list[Path] | None,
         typer.Option(
@@ -362,7 +366,7 @@ def demo(
 
 @app.command()
 def export(
-    study_id: Annotated[str, typer.Argument(help="Study id (the study file name without .yaml).")],
+    study_id: StudyIdArg,
     out: Annotated[Path, typer.Option("--out", help="Directory for the CSV files.")],
     warehouse: WarehouseOpt = None,
     engine: EngineOpt = None,
@@ -396,7 +400,7 @@ def export(
 
 @app.command()
 def report(
-    study_id: Annotated[str, typer.Argument(help="Study id (the study file name without .yaml).")],
+    study_id: StudyIdArg,
     warehouse: WarehouseOpt = None,
     engine: EngineOpt = None,
     remote: RemoteOpt = None,

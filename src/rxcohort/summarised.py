@@ -114,6 +114,32 @@ def _ci(variable: str, estimate: str, *, kind: str = NUMERIC) -> dict[str, Estim
 
 _SUBJECTS = Estimate("number subjects", "count", INTEGER)
 
+
+def _by_drug_group(result_type: str, *, estimates: Mapping[str, Estimate]) -> Layout:
+    """An outcome table of one exposure group and drug group a row: its persons, then
+    ``estimates``."""
+    return Layout(
+        result_type=result_type,
+        group=("exposure_group",),
+        variable_level="drug_group",
+        estimates={"n_persons": _SUBJECTS, **estimates},
+    )
+
+
+def _by_variable(
+    result_type: str, *, group: tuple[str, ...], estimates: Mapping[str, Estimate]
+) -> Layout:
+    """A Table 1 table: one variable (named by the row) and level in a window a row."""
+    return Layout(
+        result_type=result_type,
+        group=group,
+        variable_name_from="variable",
+        variable_level="level",
+        additional=("window",),
+        estimates=estimates,
+    )
+
+
 LAYOUTS: dict[str, Layout] = {
     # As CohortCharacteristics writes a cohort's attrition.
     "attrition": Layout(
@@ -125,12 +151,9 @@ LAYOUTS: dict[str, Layout] = {
             "n_excluded": Estimate("excluded_subjects", "count", INTEGER),
         },
     ),
-    "group_results": Layout(
-        result_type="ddd_change",
-        group=("exposure_group",),
-        variable_level="drug_group",
+    "group_results": _by_drug_group(
+        "ddd_change",
         estimates={
-            "n_persons": _SUBJECTS,
             "users_pre": Estimate("users pre", "count", INTEGER),
             "users_post": Estimate("users post", "count", INTEGER),
             "prop_users_pre": Estimate("users pre", "proportion", PROPORTION),
@@ -180,36 +203,27 @@ LAYOUTS: dict[str, Layout] = {
             ),
         },
     ),
-    "responders": Layout(
-        result_type="ddd_responders",
-        group=("exposure_group",),
-        variable_level="drug_group",
+    "responders": _by_drug_group(
+        "ddd_responders",
         estimates={
-            "n_persons": _SUBJECTS,
             "n_eligible": Estimate("eligible", "count", INTEGER),
             "n_responders": Estimate("responders", "count", INTEGER),
             "prop_responders": Estimate("responders", "proportion", PROPORTION),
             **_ci("responders", "proportion", kind=PROPORTION),
         },
     ),
-    "trajectories": Layout(
-        result_type="ddd_trajectory",
-        group=("exposure_group",),
-        variable_level="drug_group",
+    "trajectories": _by_drug_group(
+        "ddd_trajectory",
         estimates={
-            "n_persons": _SUBJECTS,
             "n_users": Estimate("users", "count", INTEGER),
             "mean_ddd": Estimate("ddd", "mean", NUMERIC),
             "sd_ddd": Estimate("ddd", "sd", NUMERIC),
             **_ci("ddd", "mean"),
         },
     ),
-    "its_results": Layout(
-        result_type="ddd_interrupted_time_series",
-        group=("exposure_group",),
-        variable_level="drug_group",
+    "its_results": _by_drug_group(
+        "ddd_interrupted_time_series",
         estimates={
-            "n_persons": _SUBJECTS,
             "estimate": Estimate("ddd segmented regression", "estimate", NUMERIC),
             **_ci("ddd segmented regression", "estimate"),
             "p_value": Estimate("ddd segmented regression", "p_value", NUMERIC),
@@ -270,12 +284,9 @@ LAYOUTS: dict[str, Layout] = {
         },
     ),
     # As CohortCharacteristics' summariseCharacteristics: one row per estimate of a variable.
-    "characteristics": Layout(
-        result_type="summarise_characteristics",
+    "characteristics": _by_variable(
+        "summarise_characteristics",
         group=("exposure_group",),
-        variable_name_from="variable",
-        variable_level="level",
-        additional=("window",),
         estimates={
             "n_persons": Estimate(None, "denominator_count", INTEGER),
             "n": Estimate(None, "count", INTEGER),
@@ -287,12 +298,9 @@ LAYOUTS: dict[str, Layout] = {
             "q3": Estimate(None, "q75", NUMERIC),
         },
     ),
-    "characteristics_smd": Layout(
-        result_type="standardised_mean_difference",
+    "characteristics_smd": _by_variable(
+        "standardised_mean_difference",
         group=("exposure_group_high", "exposure_group_low"),
-        variable_name_from="variable",
-        variable_level="level",
-        additional=("window",),
         estimates={
             "n_persons_high": Estimate(None, "denominator_count_high", INTEGER),
             "n_persons_low": Estimate(None, "denominator_count_low", INTEGER),

@@ -101,6 +101,13 @@ def write_result_frames(
     }
 
 
+def _finished(frames: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Each frame in its table's columns and dtypes (:func:`rxcohort.stats.frames.finish`)."""
+    from rxcohort.stats.frames import finish
+
+    return {name: finish(frame, name) for name, frame in frames.items()}
+
+
 def baseline_use(consumption: DataFrame, *, drug_group: str, window: str) -> DataFrame:
     """Per person: DDD of ``drug_group`` in ``window`` and whether they used it (for the models)."""
     return consumption.where(
@@ -165,7 +172,6 @@ def run_use_over_time(
     each drug group; ``dispensings`` are all silver dispensings, ``data_start`` the data's
     first day (for the new users' look-back)."""
     from rxcohort.cohort.build import index_drug_definition
-    from rxcohort.stats.frames import finish
     from rxcohort.transforms import utilisation
     from rxcohort.transforms.drugs import DrugDefinition
 
@@ -192,7 +198,7 @@ def run_use_over_time(
     )
     return write_result_frames(
         dispensings.sparkSession,
-        {"use_over_time": finish(frame, "use_over_time")},
+        _finished({"use_over_time": frame}),
         study_dir=study_dir,
         commit_info=commit_info,
     )
@@ -208,7 +214,6 @@ def run_prescriber_summary(
 ) -> dict[str, int]:
     """Write ``prescriber_summary``: who prescribed the index drug in the index period."""
     from rxcohort.cohort.build import index_drug_definition
-    from rxcohort.stats.frames import finish
     from rxcohort.transforms.utilisation import prescriber_summary_table
 
     period = study.index_period
@@ -218,11 +223,7 @@ def run_prescriber_summary(
     )
     return write_result_frames(
         dispensings.sparkSession,
-        {
-            "prescriber_summary": finish(
-                prescriber_summary_table(index, prescribers), "prescriber_summary"
-            )
-        },
+        _finished({"prescriber_summary": prescriber_summary_table(index, prescribers)}),
         study_dir=study_dir,
         commit_info=commit_info,
     )
@@ -241,7 +242,6 @@ def run_characteristics(
     ``characteristics_smd`` (:mod:`rxcohort.transforms.characterisation`); ``dispensings``
     are all silver dispensings (co-medication reads every ATC code)."""
     from rxcohort.stats import default_contrasts
-    from rxcohort.stats.frames import finish
     from rxcohort.transforms import characterisation as chars
 
     section = study.characterisation
@@ -278,10 +278,7 @@ def run_characteristics(
         if study.statistics.contrasts
         else default_contrasts(groups)
     )
-    frames = {
-        "characteristics": finish(table, "characteristics"),
-        "characteristics_smd": finish(chars.smd_table(table, contrasts), "characteristics_smd"),
-    }
+    frames = {"characteristics": table, "characteristics_smd": chars.smd_table(table, contrasts)}
     return write_result_frames(
-        dispensings.sparkSession, frames, study_dir=study_dir, commit_info=commit_info
+        dispensings.sparkSession, _finished(frames), study_dir=study_dir, commit_info=commit_info
     )

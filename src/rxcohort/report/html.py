@@ -77,16 +77,17 @@ class Section:
     available: bool = True
 
 
+def paragraph(text: str, *, css_class: str | None = None) -> str:
+    attribute = f' class="{css_class}"' if css_class else ""
+    return f"<p{attribute}>{escape(text)}</p>"
+
+
 def not_available(reason: str) -> str:
-    return f'<p class="na">Not available in this run: {escape(reason)}.</p>'
+    return paragraph(f"Not available in this run: {reason}.", css_class="na")
 
 
 def note(text: str) -> str:
-    return f'<p class="note">{escape(text)}</p>'
-
-
-def paragraph(text: str) -> str:
-    return f"<p>{escape(text)}</p>"
+    return paragraph(text, css_class="note")
 
 
 def figure(png_base64: str, *, alt: str, caption: str) -> str:
@@ -127,21 +128,22 @@ def count_text(value: Any) -> str:
     return f'<span class="count">{body}</span>'
 
 
-def number(value: Any, digits: int = 1) -> str:
+def _shown(value: Any, text: Callable[[float], str]) -> str:
+    """A value as HTML: the missing mark, a mask marker as it is, else ``text`` of the number."""
     if is_missing(value):
         return MISSING
     if is_marker(value):
         return escape(str(value))
-    return f"{float(value):,.{digits}f}"
+    return text(float(value))
+
+
+def number(value: Any, digits: int = 1) -> str:
+    return _shown(value, lambda v: f"{v:,.{digits}f}")
 
 
 def percent(value: Any, digits: int = 1) -> str:
     """A proportion (0-1) as a percentage."""
-    if is_missing(value):
-        return MISSING
-    if is_marker(value):
-        return escape(str(value))
-    return f"{100 * float(value):.{digits}f}%"
+    return _shown(value, lambda v: f"{100 * v:.{digits}f}%")
 
 
 def interval(low: Any, high: Any, digits: int = 1, *, scale: float = 1.0, unit: str = "") -> str:

@@ -1,13 +1,15 @@
 """The sections of the study report, from small collected frames to HTML. No I/O, no Spark.
 
 Each ``section_*`` function takes the :class:`ReportData` and returns a :class:`Section`; a
-section whose data is missing says so in one line. Every table goes through
+section whose data is missing says so in one line (most are made by :func:`_section` from a
+function that returns the section's HTML parts). Every table goes through
 :func:`rxcohort.privacy.mask_small_counts` before it is rendered, every figure through
 :mod:`rxcohort.report.plotdata`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -158,6 +160,8 @@ class ReportData:
     quality_scope: str | None = None
     run: RunInfo | None = None
     table_versions: Mapping[str, int] = field(default_factory=dict)
+    # Why a section's data is missing, by section id ("run" for the provenance), said instead of
+    # the section's own reason.
     notes: Mapping[str, str] = field(default_factory=dict)
     # The result tables above, protected together (rxcohort.disclosure), by table name.
     protected: Mapping[str, pd.DataFrame] = field(default_factory=dict)
@@ -169,6 +173,44 @@ def _has(frame: pd.DataFrame | None) -> bool:
 
 def _missing(id_: str, title: str, reason: str) -> Section:
     return Section(id_, title, not_available(reason), available=False)
+
+
+# Why a section is not shown when its tables have no rows, where it is not the default "the
+# study has no <table> table". A note of the report's builder (``ReportData.notes``) comes first.
+_NOT_AVAILABLE = {
+    "table1": "the study has no cohort table",
+    "ddd": "the study has no consumption or group_results table",
+    "km": "the study has no km_curves table (persistence not run)",
+    "cox": "the study has no cox_results table (persistence not run)",
+    "dose": "no per-person dose column in the persistence tables",
+    "use_over_time": "the study has no use_over_time section (see docs/study.md)",
+    "prescribers": "the warehouse has no prescribers table",
+    "quality": "no quality/runs table in the warehouse",
+}
+
+
+def _section(
+    id_: str, title: str, *, needs: str | tuple[str, ...]
+) -> Callable[[Callable[[ReportData], list[str]]], Callable[[ReportData], Section]]:
+    """Make a function that returns a section's HTML parts into a ``section_*`` function.
+
+    The section is shown when one of the ``needs`` tables of the data has rows; otherwise it is
+    the not-available line, saying why: the builder's note for the section, else
+    ``_NOT_AVAILABLE[id_]``, else that the study has no such table.
+    """
+    tables = (needs,) if isinstance(needs, str) else needs
+    reason = _NOT_AVAILABLE.get(id_, f"the study has no {' or '.join(tables)} table")
+
+    def decorate(parts: Callable[[ReportData], list[str]]) -> Callable[[ReportData], Section]:
+        @functools.wraps(parts)
+        def section(data: ReportData) -> Section:
+            if not any(_has(getattr(data, table)) for table in tables):
+                return _missing(id_, title, data.notes.get(id_, reason))
+            return Section(id_, title, "".join(parts(data)))
+
+        return section
+
+    return decorate
 
 
 def _masked(data: ReportData, frame: pd.DataFrame, table: str) -> pd.DataFrame:
@@ -265,10 +307,8 @@ def section_study(data: ReportData) -> Section:
 # -- 2. attrition ---------------------------------------------------------------------------------
 
 
-def section_attrition(data: ReportData) -> Section:
-    title = "Cohort selection (attrition)"
-    if not _has(data.attrition):
-        return _missing("attrition", title, "the study has no attrition table")
+@_section("attrition", "Cohort selection (attrition)", needs="attrition")
+def section_attrition(data: ReportData) -> list[str]:
     rows = _masked(data, data.attrition.sort_values("step"), "attrition").to_dict("records")
     parts = ['<div class="flow">']
     for i, row in enumerate(rows):
@@ -299,7 +339,7 @@ def section_attrition(data: ReportData) -> Section:
             "the exposure groups. Counts of 1-4 persons are shown as <5."
         )
     )
-    return Section("attrition", title, "".join(parts))
+    return parts
 
 
 def _group_sizes(data: ReportData) -> list[tuple[str, Any]]:
@@ -320,10 +360,12 @@ _TABLE1_LABELS = {
 }
 
 
-def section_table1(data: ReportData) -> Section:
-    title = "Table 1. Characteristics at the index date by exposure group"
-    if not _has(data.characteristics):
-        return _missing("table1", title, "the study has no cohort table")
+@_section(
+    "table1",
+    "Table 1. Characteristics at the index date by exposure group",
+    needs="characteristics",
+)
+def section_table1(data: ReportData) -> list[str]:
     chars = _masked(data, data.characteristics, "characteristics")
     columns = [g for g in data.groups if g in set(chars["exposure_group"])] + [ALL_GROUPS]
     rows = {(r["exposure_group"], r["variable"], r["level"]): r for r in chars.to_dict("records")}
@@ -385,7 +427,7 @@ def section_table1(data: ReportData) -> Section:
             "describes 1-4 persons."
         )
     )
-    return Section("table1", title, "".join(parts))
+    return parts
 
 
 def _table1_smd(data: ReportData) -> dict[tuple[str, str, str, str], Any]:
@@ -412,10 +454,8 @@ def _percent_text(value: Any) -> str:
 # -- 4. before / after ----------------------------------------------------------------------------
 
 
-def section_ddd(data: ReportData) -> Section:
-    title = "Drug use before and after the index date"
-    if not (_has(data.window_ddd) or _has(data.group_results)):
-        return _missing("ddd", title, "the study has no consumption or group_results table")
+@_section("ddd", "Drug use before and after the index date", needs=("window_ddd", "group_results"))
+def section_ddd(data: ReportData) -> list[str]:
     pre, post = data.windows
     parts = []
     means = _window_means(data)
@@ -473,7 +513,7 @@ def section_ddd(data: ReportData) -> Section:
         )
     else:
         parts.append(not_available("the table of paired changes (no group_results table)"))
-    return Section("ddd", title, "".join(parts))
+    return parts
 
 
 def _window_means(data: ReportData) -> pd.DataFrame | None:
@@ -507,10 +547,8 @@ def _window_means(data: ReportData) -> pd.DataFrame | None:
 # -- 5. difference in differences ------------------------------------------------------------------
 
 
-def section_did(data: ReportData) -> Section:
-    title = "Difference in differences between exposure groups"
-    if not _has(data.did_results):
-        return _missing("did", title, "the study has no did_results table")
+@_section("did", "Difference in differences between exposure groups", needs="did_results")
+def section_did(data: ReportData) -> list[str]:
     parts = []
     shown = plotdata.plottable_did(_sort(data.did_results, data))
     hidden = len(data.did_results) - len(shown)
@@ -547,16 +585,14 @@ def section_did(data: ReportData) -> Section:
         count_column("Persons (lower group)", "n_persons_low"),
     ]
     parts.append(render_table(frame, columns))
-    return Section("did", title, "".join(parts))
+    return parts
 
 
 # -- 6. trajectories ---------------------------------------------------------------------------------
 
 
-def section_trajectories(data: ReportData) -> Section:
-    title = "Monthly drug use around the index date"
-    if not _has(data.trajectories):
-        return _missing("trajectories", title, "the study has no trajectories table")
+@_section("trajectories", "Monthly drug use around the index date", needs="trajectories")
+def section_trajectories(data: ReportData) -> list[str]:
     parts = []
     shown = plotdata.plottable_trajectories(data.trajectories)
     parts.append(
@@ -608,16 +644,14 @@ def section_trajectories(data: ReportData) -> Section:
             )
             + "</details>"
         )
-    return Section("trajectories", title, "".join(parts))
+    return parts
 
 
 # -- 7. responders ---------------------------------------------------------------------------------
 
 
-def section_responders(data: ReportData) -> Section:
-    title = "Responders"
-    if not _has(data.responders):
-        return _missing("responders", title, "the study has no responders table")
+@_section("responders", "Responders", needs="responders")
+def section_responders(data: ReportData) -> list[str]:
     threshold = data.responders["threshold"].dropna()
     share = f"{float(threshold.iloc[0]):.0%}" if not threshold.empty else "the threshold"
     parts = [
@@ -650,16 +684,14 @@ def section_responders(data: ReportData) -> Section:
         ),
     ]
     parts.append(render_table(frame, columns))
-    return Section("responders", title, "".join(parts))
+    return parts
 
 
 # -- 8. Kaplan-Meier -------------------------------------------------------------------------------
 
 
-def section_km(data: ReportData) -> Section:
-    title = "Time on treatment (Kaplan-Meier)"
-    if not _has(data.km_curves):
-        return _missing("km", title, "the study has no km_curves table (persistence not run)")
+@_section("km", "Time on treatment (Kaplan-Meier)", needs="km_curves")
+def section_km(data: ReportData) -> list[str]:
     variables = sorted(
         dict.fromkeys(data.km_curves["stratum_variable"]), key=lambda v: v != "overall"
     )
@@ -697,7 +729,7 @@ def section_km(data: ReportData) -> Section:
         ]
         parts.append(render_table(frame, columns))
         parts.append(note("–: not reached (more than half still on treatment at the end)."))
-    return Section("km", title, "".join(parts))
+    return parts
 
 
 def _km_risk_table(data: ReportData, variables: Sequence[str]) -> str:
@@ -732,10 +764,8 @@ def _km_risk_table(data: ReportData, variables: Sequence[str]) -> str:
 # -- 9. Cox ---------------------------------------------------------------------------------------
 
 
-def section_cox(data: ReportData) -> Section:
-    title = "Predictors of discontinuation (Cox model)"
-    if not _has(data.cox_results):
-        return _missing("cox", title, "the study has no cox_results table (persistence not run)")
+@_section("cox", "Predictors of discontinuation (Cox model)", needs="cox_results")
+def section_cox(data: ReportData) -> list[str]:
     frame = _masked(data, data.cox_results, "cox_results")
     columns = [
         label("covariate"),
@@ -760,7 +790,7 @@ def section_cox(data: ReportData) -> Section:
             "ratio changes over follow-up."
         ),
     ]
-    return Section("cox", title, "".join(parts))
+    return parts
 
 
 def compact(value: Any) -> str:
@@ -777,14 +807,8 @@ def _text(value: Any) -> str:
 # -- 10. dose ---------------------------------------------------------------------------------------
 
 
-def section_dose(data: ReportData) -> Section:
-    title = "Daily dose of the index drug"
-    if not _has(data.dose_bins):
-        return _missing(
-            "dose",
-            title,
-            data.notes.get("dose", "no per-person dose column in the persistence tables"),
-        )
+@_section("dose", "Daily dose of the index drug", needs="dose_bins")
+def section_dose(data: ReportData) -> list[str]:
     table = _masked(data, data.dose_bins.sort_values("bin_order"), "dose_bins")
     table["hidden"] = table["n_persons"].map(is_marker).astype(bool)
     parts = [
@@ -823,7 +847,7 @@ def section_dose(data: ReportData) -> Section:
                 caption="Dose bands: ultra_low < 1 mg/day, low 1-5 mg/day, other > 5 mg/day.",
             )
         )
-    return Section("dose", title, "".join(parts))
+    return parts
 
 
 # -- 11. data quality --------------------------------------------------------------------------------
@@ -832,12 +856,8 @@ def section_dose(data: ReportData) -> Section:
 # -- use over calendar time and prescribers -------------------------------------------------------
 
 
-def section_use_over_time(data: ReportData) -> Section:
-    title = "Use over calendar time"
-    if not _has(data.use_over_time):
-        return _missing(
-            "use_over_time", title, "the study has no use_over_time section (see docs/study.md)"
-        )
+@_section("use_over_time", "Use over calendar time", needs="use_over_time")
+def section_use_over_time(data: ReportData) -> list[str]:
     protected = data.protected.get("use_over_time")
     if protected is None:
         protected = protect_report(data, only="use_over_time")["use_over_time"]
@@ -884,13 +904,11 @@ def section_use_over_time(data: ReportData) -> Section:
             "back). Ages by band and months are in the use_over_time table and its export."
         )
     )
-    return Section("use_over_time", title, "".join(parts))
+    return parts
 
 
-def section_prescribers(data: ReportData) -> Section:
-    title = "Prescribers of the index drug"
-    if not _has(data.prescriber_summary):
-        return _missing("prescribers", title, "the warehouse has no prescribers table")
+@_section("prescribers", "Prescribers of the index drug", needs="prescriber_summary")
+def section_prescribers(data: ReportData) -> list[str]:
     frame = _masked(data, data.prescriber_summary, "prescriber_summary")
     labels = {
         "profession": "Prescribers by profession (of those registered)",
@@ -919,7 +937,7 @@ def section_prescribers(data: ReportData) -> Section:
             "several that day counts."
         )
     )
-    return Section("prescribers", title, "".join(parts))
+    return parts
 
 
 def summarise_quality(quality: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -972,12 +990,8 @@ def _observed(text: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def section_quality(data: ReportData) -> Section:
-    title = "Data quality of the inputs"
-    if not _has(data.quality):
-        return _missing(
-            "quality", title, data.notes.get("quality", "no quality/runs table in the warehouse")
-        )
+@_section("quality", "Data quality of the inputs", needs="quality")
+def section_quality(data: ReportData) -> list[str]:
     parts = []
     if data.quality_scope:
         parts.append(paragraph(data.quality_scope))
@@ -1048,7 +1062,7 @@ def section_quality(data: ReportData) -> Section:
                 caption="Failed expectations (rows counted, never shown).",
             )
         )
-    return Section("quality", title, "".join(parts))
+    return parts
 
 
 def _plain_percent(value: Any) -> str:

@@ -88,6 +88,20 @@ def _end_not_before_start(value: _Day, info: ValidationInfo) -> _Day:
 EndDay = Annotated[int, AfterValidator(_end_not_before_start)]
 EndDate = Annotated[date, AfterValidator(_end_not_before_start)]
 
+_Bound = TypeVar("_Bound", int, float)
+
+
+def _max_not_below_min(value: _Bound | None, info: ValidationInfo) -> _Bound | None:
+    low = info.data.get("min")
+    if value is not None and low is not None and value < low:
+        raise ValueError(f"is below min ({value} < {low})")
+    return value
+
+
+# The ``max`` of a range (null: no upper bound): not below its ``min``.
+MaxInt = Annotated[int | None, AfterValidator(_max_not_below_min)]
+MaxFloat = Annotated[float | None, AfterValidator(_max_not_below_min)]
+
 
 class Window(_Model):
     """Days ``start`` to ``end`` relative to the index date, both included."""
@@ -122,15 +136,7 @@ class StrengthBounds(_Model):
     """Strength per unit in mg, both bounds included; a dispensing without strength never matches."""
 
     min: float | None = Field(default=None, ge=0)
-    max: float | None = Field(default=None, gt=0)
-
-    @field_validator("max")
-    @classmethod
-    def _max_not_below_min(cls, value: float | None, info: ValidationInfo) -> float | None:
-        low = info.data.get("min")
-        if value is not None and low is not None and value < low:
-            raise ValueError(f"is below min ({value} < {low})")
-        return value
+    max: MaxFloat = Field(default=None, gt=0)
 
 
 class IndexDrug(_Model):
@@ -203,15 +209,7 @@ class AgeRule(_Model):
     kind: Literal["age"]
     name: Name
     min: int | None = Field(default=None, ge=0)
-    max: int | None = Field(default=None, ge=0)
-
-    @field_validator("max")
-    @classmethod
-    def _max_not_below_min(cls, value: int | None, info: ValidationInfo) -> int | None:
-        low = info.data.get("min")
-        if value is not None and low is not None and value < low:
-            raise ValueError(f"is below min ({value} < {low})")
-        return value
+    max: MaxInt = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _some_bound(self) -> AgeRule:
@@ -237,15 +235,7 @@ class ExposureGroup(_Model):
 
     label: Name
     min: int = Field(ge=0)
-    max: int | None = Field(default=None, ge=0)
-
-    @field_validator("max")
-    @classmethod
-    def _max_not_below_min(cls, value: int | None, info: ValidationInfo) -> int | None:
-        low = info.data.get("min")
-        if value is not None and low is not None and value < low:
-            raise ValueError(f"is below min ({value} < {low})")
-        return value
+    max: MaxInt = Field(default=None, ge=0)
 
     def describe(self) -> str:
         if self.max is None:
