@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ from rxcohort.ingest.tables import (
 from rxcohort.lock import warehouse_lock
 from rxcohort.log import get_logger
 from rxcohort.pipelines.snapshot import (
+    FINGERPRINTS_RECORD,
     LOAD_VERSIONS,
     SUITES_RECORD,
     complete_load,
@@ -418,6 +420,7 @@ class _IngestRun:
         self.incremental: _Incremental | None = None
         # The silver dispensings an incremental load rewrote, and their count (None: all).
         self.batch: tuple[DataFrame, int] | None = None
+        self.fingerprints: dict[str, _Prints] = {}  # table -> part -> (rows, hash sum) after
         self.scratch = paths.root / SCRATCH_DIR / load_id
         self.pandas_limit = 1_000_000
         self.keystore = KeyStore(spark, paths.root, self.scratch)
@@ -771,6 +774,7 @@ class _IngestRun:
             **info,
             LOAD_VERSIONS: json.dumps(committed, sort_keys=True),
             SUITES_RECORD: json.dumps({s.name: s.sha256 for s in self.suites.values()}),
+            FINGERPRINTS_RECORD: _fingerprints_json(self.fingerprints),
         }
         io.write_table(files_frame.coalesce(1), paths.files, mode="overwrite", commit_info=record)
 
@@ -1036,10 +1040,12 @@ class _IngestRun:
         """The parts of silver and quarantine whose rows this load changes (silver/changes):
         silver dispensings by ``dispense_year``, quarantine by ``source_file``, persons and
         prescribers whole. A part changed when its rows differ in content (load ids and times
-        aside): compared by count and an order-free fingerprint (the sum of row hashes)."""
+        aside): compared by count and an order-free fingerprint (the sum of row hashes). The
+        parts' fingerprints before are those the last complete load recorded (computed from
+        its tables when it recorded none); those after this load go into its record."""
         rows: list[tuple[Any, ...]] = []
-        # Against the last complete load: a load killed half-way changed nothing on record.
-        _, complete = complete_load(self.paths.root)
+        recorded = _recorded_fingerprints(self.paths.root)
+        self.fingerprints = dict(recorded)  # what this load leaves: as it found, unless staged
         for layer, staged, part in (
             ("silver", silver, {"dispensings": "dispense_year"}),
             ("quarantine", quarantine, {t: "source_file" for t in TABLES}),
@@ -1050,17 +1056,7 @@ class _IngestRun:
                 after = _fingerprints(new.frame(), column)
                 if name == "silver/dispensings" and self.incremental and after:
                     self.batch = (new.frame(), sum(n for n, _ in after.values()))
-                version = complete.get(name)
-                path = self.paths.root / name
-                old = (
-                    io.read_table(self.spark, path, version=version)
-                    if version is not None
-                    else None
-                )
-                if old is not None and name == "silver/dispensings" and self.incremental:
-                    # Only the years this load rewrote; the others are untouched.
-                    old = old.where(F.col("dispense_year").isin(*sorted(self.incremental.years)))
-                before = _fingerprints(old, column) if old is not None else {}
+                before = self._fingerprints_before(name, column, recorded.get(name))
                 for value in sorted(after.keys() | before.keys(), key=str):
                     old, now = before.get(value), after.get(value)
                     if old == now:
@@ -1068,11 +1064,51 @@ class _IngestRun:
                     change = "added" if old is None else "removed" if now is None else "changed"
                     counts = (old[0] if old else 0, now[0] if now else 0)
                     rows.append((self.load_id, name, column, value, change, *counts))
+                self.fingerprints[name] = self._fingerprints_after(name, after, recorded.get(name))
+        self.fingerprints = {k: v for k, v in self.fingerprints.items() if v is not None}
         self.changed_parts = tuple(
             f"{name} {column}={value} ({change})" if column else f"{name} ({change})"
             for _, name, column, value, change, *_ in rows
         )
         return local_frame(self.spark, rows, CHANGES_SCHEMA)
+
+    def _rewritten_parts(self, name: str) -> set[str] | None:
+        """The parts of ``name`` this load rewrites, when not all of them (as fingerprint keys)."""
+        if name == "silver/dispensings" and self.incremental is not None:
+            return {str(year) for year in self.incremental.years}
+        return None
+
+    def _fingerprints_before(
+        self, name: str, column: str | None, recorded: _Prints | None
+    ) -> _Prints:
+        """The fingerprints of the parts of ``name`` this load rewrites, as it found them."""
+        rewritten = self._rewritten_parts(name)
+        if recorded is not None:
+            return (
+                recorded
+                if rewritten is None
+                else {k: v for k, v in recorded.items() if k in rewritten}
+            )
+        # Against the last complete load: a load killed half-way changed nothing on record.
+        _, complete = complete_load(self.paths.root)
+        version = complete.get(name)
+        if version is None:
+            return {}
+        old = io.read_table(self.spark, self.paths.root / name, version=version)
+        if rewritten is not None:  # only the years this load rewrote; the others are untouched
+            old = old.where(F.col("dispense_year").isin(*sorted(self.incremental.years)))
+        return _fingerprints(old, column)
+
+    def _fingerprints_after(
+        self, name: str, after: _Prints, recorded: _Prints | None
+    ) -> _Prints | None:
+        """Every part's fingerprint after this load (None: not known without reading)."""
+        rewritten = self._rewritten_parts(name)
+        if rewritten is None:
+            return after
+        if recorded is None:
+            return None
+        return {**{k: v for k, v in recorded.items() if k not in rewritten}, **after}
 
     def _record(
         self, path: Path, rows: DataFrame, unfinished: set[str], info: dict[str, str]
@@ -1438,7 +1474,10 @@ def _page_counts(
     return cells, totals
 
 
-def _fingerprints(frame: DataFrame, column: str | None) -> dict[str | None, tuple[int, Any]]:
+_Prints = dict[str | None, tuple[int, Any]]  # part -> (rows, sum of the rows' hashes)
+
+
+def _fingerprints(frame: DataFrame, column: str | None) -> _Prints:
     """Per value of ``column`` (one part when None): (rows, sum of the rows' hashes), load ids
     and times left out so that rows delivered again unchanged count as unchanged."""
     content = [c for c in frame.columns if c not in ("load_id", "load_time")]
@@ -1446,3 +1485,28 @@ def _fingerprints(frame: DataFrame, column: str | None) -> dict[str | None, tupl
     digest = F.sum(F.xxhash64(*content).cast("decimal(38,0)"))
     out = frame.groupBy(part.alias("part")).agg(F.count(F.lit(1)).alias("n"), digest.alias("h"))
     return {r["part"]: (int(r["n"]), r["h"]) for r in out.collect()}
+
+
+def _fingerprints_json(prints: dict[str, _Prints]) -> str:
+    """The fingerprints of every table's parts, for the load's record."""
+    return json.dumps(
+        {
+            name: [
+                [part, n, None if h is None else str(h)]
+                for part, (n, h) in sorted(parts.items(), key=lambda kv: str(kv[0]))
+            ]
+            for name, parts in sorted(prints.items())
+        }
+    )
+
+
+def _recorded_fingerprints(root: Path) -> dict[str, _Prints]:
+    """The fingerprints the last complete load recorded ({} when it recorded none)."""
+    record = complete_load_record(root)
+    text = record["info"].get(FINGERPRINTS_RECORD) if record else None
+    if not text:
+        return {}
+    return {
+        name: {part: (int(n), None if h is None else Decimal(h)) for part, n, h in parts}
+        for name, parts in json.loads(text).items()
+    }

@@ -27,6 +27,7 @@ log = get_logger("snapshot")
 
 LOAD_VERSIONS = "rxcohort.versions"  # key of the bronze/files commit metadata
 SUITES_RECORD = "rxcohort.suites"  # and of the digests of the suites the load ran
+FINGERPRINTS_RECORD = "rxcohort.fingerprints"  # and of its tables' parts (silver/changes)
 LOAD_RECORD = "bronze/files"
 
 
