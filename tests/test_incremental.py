@@ -424,7 +424,9 @@ def test_an_id_new_to_a_corrected_file_ties_the_row_of_another_file_that_has_it(
     assert taken not in _silver_ids(spark, wh)
     after = spark.read.parquet(str(_shared_folder(wh, result.load_id)))
     assert {r["_h"] for r in after.collect()} >= _repeated_id_hashes(spark, wh)
-    assert not _shared_folder(wh, loaded.load_id).exists() or loaded.load_id == result.load_id
+    store = wh / keystore.STORE_DIR / keystore.KEYS_FORMAT
+    shared = [p.name for p in store.iterdir() if p.name.startswith("_shared-ids--")]
+    assert shared == [_shared_folder(wh, result.load_id).name]  # the first load's was removed
 
     # Without the kept hashes (a lost folder): all ids aggregated; the same result.
     lost = tmp_path / "lost"
