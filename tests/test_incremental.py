@@ -482,3 +482,35 @@ def test_each_load_records_the_fingerprints_the_next_compares_against(spark, tmp
             column = "source_file" if layer == "quarantine" else column
             assert recorded[name] == _fingerprints_in_sql(spark, wh, name, column), name
     assert result.changed_parts and all("2013" not in p for p in result.changed_parts)
+
+
+def test_a_bronze_where_no_id_repeats_keeps_an_empty_set_for_the_next_load(
+    spark, tmp_path, monkeypatch
+):
+    """No id repeats in a clean delivery: the load keeps an empty set of shared ids all the
+    same (an engine may write no file for no rows), so the next load's plan starts from it
+    and does not aggregate the ids of the whole bronze again."""
+    from rxcohort.generate import generate_delivery
+    from rxcohort.ingest import incremental
+
+    delivery = tmp_path / "clean"
+    generate_delivery(
+        spark, delivery, persons=150, seed=7, start=date(2013, 1, 1), end=date(2014, 12, 31),
+        defects=0.0, gzip=False, ldn_rate=0.1,
+    )  # fmt: skip
+    wh = tmp_path / "wh"
+    first = ingest_delivery(spark, delivery, warehouse=wh)
+    assert _repeated_id_hashes(spark, wh) == set()
+    assert _shared_folder(wh, first.load_id).is_dir()
+
+    aggregated = []
+    real = incremental.shared_ids
+    monkeypatch.setattr(
+        incremental, "shared_ids", lambda *a, **k: aggregated.append(1) or real(*a, **k)
+    )
+    corrected = _copy(delivery, tmp_path / "corrected")
+    lines = _lines(corrected, 2014)
+    _write(corrected, 2014, lines[:-5])
+    second = ingest_delivery(spark, corrected, warehouse=wh)
+    assert second.reclassified is not None and aggregated == []
+    assert _shared_folder(wh, second.load_id).is_dir()

@@ -445,6 +445,10 @@ class _IngestRun:
         """Write an intermediate result to the scratch directory and read it back."""
         target = self.scratch / name
         frame.write.mode("overwrite").parquet(str(target))
+        # An engine may write nothing at all for no rows (Sail leaves no folder): the folder
+        # stands for the empty result, so that what is kept for the next load (the shared
+        # ids) is there whether or not any row is.
+        target.mkdir(parents=True, exist_ok=True)
         self.materialised[name] = self.spark.read.schema(frame.schema).parquet(str(target))
         return self.materialised[name]
 
