@@ -237,7 +237,7 @@ def test_untouched_years_keep_their_files_and_are_not_validated_again(spark, tmp
     in_rewritten = silver.where(silver["dispense_year"].isin(*rewritten)).count()
     assert _validated_rows(result) == in_rewritten < result.counts["dispensings"].clean
     years = ", ".join(map(str, sorted(rewritten)))
-    assert f"the years rewritten: {years}" in result.report_path.read_text()
+    assert f"the parts rewritten: {years}" in result.report_path.read_text()
 
 
 def test_an_added_year_equals_a_full_rebuild(spark, tmp_path, base):
@@ -279,6 +279,51 @@ def test_a_year_whose_rows_keep_their_verdicts_is_left_as_it_was(spark, tmp_path
     assert "TIE-R3" in _silver_ids(spark, wh)
     for year in (2011, 2012, 2013, 2015):  # ... and no silver row of theirs changed
         assert before[year] == after[year], year
+
+
+def _month_files(wh: Path) -> dict[tuple[int, int], set[str]]:
+    """Silver dispensings' files by (year, month of their rows)."""
+    out: dict[tuple[int, int], set[str]] = {}
+    for f in io.table_files(wh / "silver/dispensings", columns=["dispense_date"]):
+        low, high = f.minimum["dispense_date"], f.maximum["dispense_date"]
+        assert (low.year, low.month) == (high.year, high.month)  # one month a file
+        out.setdefault((low.year, low.month), set()).add(f.path)
+    return out
+
+
+def test_a_correction_that_reaches_the_next_january_rewrites_that_month_alone(
+    spark, tmp_path, base
+):
+    """D3 (28 December 2014) withdrawn: R3 (3 January 2015), which netted against it, has
+    nothing to net against now. 2014 is rewritten whole; of 2015 only January's file is
+    replaced, and the result equals a full rebuild."""
+    corrected = _copy(base, tmp_path / "corrected")
+    _write(corrected, 2014, [x for x in _lines(corrected, 2014) if not x.startswith("TIE-D3;")])
+    wh = tmp_path / "wh"
+    ingest_delivery(spark, base, warehouse=wh)
+    assert "TIE-R3" in _silver_ids(spark, wh)
+    before = _month_files(wh)
+    result = ingest_delivery(spark, corrected, warehouse=wh)
+    assert _reasons(spark, wh)["TIE-R3"] == "unmatched_return"
+    after = _month_files(wh)
+    for key in before.keys() | after.keys():
+        year, month = key
+        if year == 2014 or key == (2015, 1):
+            assert before.get(key) != after.get(key), key
+        else:
+            assert before.get(key) == after.get(key), key
+    assert "silver/dispensings dispense_year=2015 (changed)" in result.changed_parts
+    assert "the parts rewritten: 2014, 2015 (January)" in result.report_path.read_text()
+    # The suite saw 2014 and January 2015, and what is recorded for 2015 is the whole year's.
+    silver = io.read_table(spark, wh / "silver/dispensings")
+    batch = silver.where(
+        "dispense_year = 2014 OR (dispense_year = 2015 AND month(dispense_date) = 1)"
+    )
+    assert _validated_rows(result) == batch.count()
+    assert _recorded(wh)["silver/dispensings"] == _fingerprints_in_sql(
+        spark, wh, "silver/dispensings", "dispense_year"
+    )
+    _both(spark, tmp_path / "both", base, corrected)
 
 
 def _kept_folders(wh: Path) -> dict[str, Path]:

@@ -30,7 +30,12 @@ from pyspark.sql.types import (
 from pyspark.testing import assertDataFrameEqual
 
 from rxcohort import io
-from rxcohort.errors import RxCohortError, TableExistsError, TableNotFoundError
+from rxcohort.errors import (
+    CommitConflictError,
+    RxCohortError,
+    TableExistsError,
+    TableNotFoundError,
+)
 
 ALL_TYPES = StructType(
     [
@@ -491,6 +496,73 @@ def test_a_staged_commit_checks_its_arguments_like_write_table(spark, tmp_path):
         staged.commit(mode="overwrite", replace_where={"v": "b"})
     assert not (path / io.STAGING_DIR).exists()
     assert io.table_version(path) == 0
+
+
+def _files_of(path) -> dict[str, list[str]]:
+    """Each partition's data files (paths in the snapshot), from the log."""
+    out: dict[str, list[str]] = {}
+    for f in io.table_files(path, columns=["id"]):
+        out.setdefault(f.partition_values["year"], []).append(f.path)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def test_split_files_and_a_commit_that_replaces_some_of_a_partitions_files(spark, tmp_path):
+    """Rows staged with ``split_files_by`` lie in one file per value of that column within
+    their partition (the column itself is not stored); a later commit replaces the files of
+    one value and leaves the partition's other files, and the table's statistics say which
+    file holds what."""
+    path = tmp_path / "t"
+    rows = [(i, 2011 + i % 2, f"v{i}") for i in range(12)]
+    parts = F.when(F.col("id") < 6, "low").otherwise("high")
+    staged = io.stage_table(
+        simple(spark, rows).withColumn("part", parts),
+        path,
+        partition_by=["year"],
+        split_files_by="part",
+        cluster=False,
+    )
+    assert staged.frame().columns == ["id", "v", "year"]
+    staged.commit(mode="error")
+    files = _files_of(path)
+    assert {k: len(v) for k, v in files.items()} == {"2011": 2, "2012": 2}
+    assert all(
+        p.split("/")[1].startswith(("part-low-", "part-high-")) for v in files.values() for p in v
+    )
+    assertDataFrameEqual(io.read_table(spark, path), simple(spark, rows))
+    stats = {
+        f.path: (f.minimum["id"], f.maximum["id"], f.rows)
+        for f in io.table_files(path, columns=["id"])
+    }
+    low_2011 = next(p for p in files["2011"] if "part-low-" in p)
+    assert stats[low_2011] == (0, 4, 3)
+
+    # The low ids of 2011 again, one row changed and one gone: that file alone is replaced.
+    again = io.stage_table(
+        simple(spark, [(0, 2011, "changed"), (2, 2011, "v2")]).withColumn("part", F.lit("low")),
+        path,
+        partition_by=["year"],
+        split_files_by="part",
+    )
+    assert again.commit(mode="overwrite", replace_files=[low_2011]) == 1
+    after = _files_of(path)
+    assert low_2011 not in after["2011"] and len(after["2011"]) == 2
+    assert after["2012"] == files["2012"]
+    expected = [(0, 2011, "changed"), (2, 2011, "v2")] + [
+        r for r in rows if r[0] >= 6 or r[1] == 2012
+    ]
+    assertDataFrameEqual(io.read_table(spark, path), simple(spark, expected))
+    assertDataFrameEqual(io.read_table(spark, path, version=0), simple(spark, rows))
+
+    # A file that is no longer in the table cannot be replaced: nothing is written.
+    late = io.stage_table(simple(spark, [(0, 2011, "late")]), path, partition_by=["year"])
+    with pytest.raises(CommitConflictError):
+        late.commit(mode="overwrite", replace_files=[low_2011])
+    assert io.table_version(path) == 1
+    assert not (path / io.STAGING_DIR).exists()
+    with pytest.raises(ValueError, match="replace_files"):
+        io.stage_table(simple(spark, [(0, 2011, "x")]), path, partition_by=["year"]).commit(
+            mode="append", replace_files=[]
+        )
 
 
 # -- classic Spark reads the snapshot's file list: only when that list is the whole snapshot --

@@ -28,11 +28,13 @@ from __future__ import annotations
 from rxcohort.io.staged import (
     SCRATCH_DIR,
     STAGING_DIR,
+    DataFile,
     StagedTable,
     commit_staged,
     remove_leftovers,
     remove_uncommitted_files,
     stage_table,
+    table_files,
 )
 from rxcohort.io.tables import (
     WriteMode,
@@ -50,6 +52,7 @@ from rxcohort.io.tables import (
 __all__ = [
     "SCRATCH_DIR",
     "STAGING_DIR",
+    "DataFile",
     "StagedTable",
     "WriteMode",
     "commit_staged",
@@ -60,6 +63,7 @@ __all__ = [
     "remove_uncommitted_files",
     "stage_table",
     "table_exists",
+    "table_files",
     "table_history",
     "table_row_count",
     "table_schema",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -27,9 +28,10 @@ from typing import Any
 from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, StructField, StructType
 
-from rxcohort.errors import CommitConflictError, RxCohortError
+from rxcohort.errors import CommitConflictError, ParameterError, RxCohortError
 from rxcohort.io.stats import file_stats, partition_value_to_string
 from rxcohort.io.tables import (
     WriteMode,
@@ -56,6 +58,59 @@ _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
 @dataclass(frozen=True)
+class DataFile:
+    """One data file of a table's snapshot, from the log: its path (relative to the table),
+    partition values, rows, and the least and greatest value of the columns asked for
+    (None where the log has no statistic)."""
+
+    path: str
+    partition_values: dict[str, str | None]
+    size: int
+    rows: int | None
+    minimum: dict[str, Any]
+    maximum: dict[str, Any]
+    nulls: dict[str, int | None]
+
+
+def table_files(
+    path: str | Path, *, version: int | None = None, columns: Sequence[str] = ()
+) -> list[DataFile]:
+    """The data files of the table (at ``version``) with the statistics of ``columns``."""
+    import pyarrow as pa
+
+    table = _open(path, version)
+    arrow = pa.table(table.get_add_actions(flatten=True))
+    names = set(arrow.column_names)
+    partition_columns = list(table.metadata().partition_columns)
+
+    def value(row: dict[str, Any], key: str) -> Any:
+        return row.get(key) if key in names else None
+
+    out = []
+    for row in arrow.to_pylist():
+        partitions = {
+            c: (
+                None
+                if (v := value(row, f"partition.{c}")) is None
+                else partition_value_to_string(v)
+            )
+            for c in partition_columns
+        }
+        out.append(
+            DataFile(
+                path=unquote(row["path"]),
+                partition_values=partitions,
+                size=int(row["size_bytes"]),
+                rows=value(row, "num_records"),
+                minimum={c: value(row, f"min.{c}") for c in columns},
+                maximum={c: value(row, f"max.{c}") for c in columns},
+                nulls={c: value(row, f"null_count.{c}") for c in columns},
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
 class _StagedFile:
     staged: Path
     final_rel: str
@@ -78,6 +133,7 @@ class StagedTable:
     staging: Path
     schema: StructType
     partition_by: list[str]
+    split_files_by: str | None = None
     done: bool = False
 
     def frame(self) -> DataFrame:
@@ -97,14 +153,28 @@ class StagedTable:
         *,
         mode: WriteMode,
         replace_where: Mapping[str, Any] | None = None,
+        replace_files: Sequence[str] | None = None,
         commit_info: Mapping[str, str] | None = None,
     ) -> int:
-        """Commit the staged files as one version of the table (see :func:`write_table`)."""
+        """Commit the staged files as one version of the table (see :func:`write_table`).
+
+        ``replace_files`` (with mode ``overwrite``, instead of ``replace_where``): the data
+        files of the table (paths as :func:`table_files` gives them) that the staged files
+        replace, the rest of their partitions left as they are."""
         if self.done:
             raise RxCohortError(f"{_short(self.root)}: staged files were already committed")
         try:
             _check_mode(mode, self.partition_by, replace_where)
-            _check_target(self.schema, self.root, self.partition_by, mode, replace_where)
+            if replace_files is not None and (mode != "overwrite" or replace_where):
+                raise ParameterError("replace_files goes with mode='overwrite' alone")
+            _check_target(
+                self.schema,
+                self.root,
+                self.partition_by,
+                mode,
+                replace_where,
+                partial=replace_files is not None,
+            )
         except Exception:
             self.discard()
             raise
@@ -116,6 +186,8 @@ class StagedTable:
             mode=mode,
             partition_by=self.partition_by,
             replace_where=replace_where,
+            replace_files=replace_files,
+            split_files_by=self.split_files_by,
             commit_info=commit_info,
         )
 
@@ -134,22 +206,34 @@ def stage_table(
     sort_within_partitions: Sequence[str] | None = None,
     cluster: bool = True,
     row_group_bytes: int | None = None,
+    split_files_by: str | None = None,
 ) -> StagedTable:
     """Write ``df``'s Parquet files for the table at ``path`` without committing them.
 
     The files go to a private directory inside the table (``_rxcohort_staging/<id>``), which
-    no Delta reader lists. Layout options as in :func:`write_table`.
+    no Delta reader lists. Layout options as in :func:`write_table`; ``split_files_by`` is a
+    column of ``df`` that is not one of the table's: each partition's rows are written in one
+    file (or more) per value of it, so that a later commit can replace some of a partition's
+    files (``replace_files``) and leave the others.
     """
     partition_by = list(partition_by or [])
-    _check_partition_columns(df.columns, partition_by)
-    df = column_order(df, path, partition_by)
+    table_frame = df.drop(split_files_by) if split_files_by else df
+    _check_partition_columns(table_frame.columns, partition_by)
+    table_frame = column_order(table_frame, path, partition_by)
+    split = [split_files_by] if split_files_by else []
+    df = (
+        df.select(*[F.col(f"`{c}`") for c in (*table_frame.columns, *split)])
+        if split
+        else (table_frame)
+    )
     root = Path(path).resolve()
     staging = root / STAGING_DIR / uuid.uuid4().hex
     root.mkdir(parents=True, exist_ok=True)
-    laid_out = _layout(df, partition_by, list(sort_within_partitions or []), cluster=cluster)
+    sort_by = list(sort_within_partitions or [])
+    laid_out = _layout(df, [*partition_by, *split], sort_by, cluster=cluster)
     writer = laid_out.write.mode("overwrite")
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
+    if partition_by or split:
+        writer = writer.partitionBy(*partition_by, *split)
     if row_group_bytes:
         writer = writer.option("parquet.block.size", str(row_group_bytes))
     try:
@@ -157,7 +241,14 @@ def stage_table(
     except Exception:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return StagedTable(df.sparkSession, root, staging, _nullable(df.schema), partition_by)
+    return StagedTable(
+        df.sparkSession,
+        root,
+        staging,
+        _nullable(table_frame.schema),
+        partition_by,
+        split_files_by=split_files_by,
+    )
 
 
 def commit_staged(
@@ -168,17 +259,21 @@ def commit_staged(
     mode: WriteMode,
     partition_by: list[str],
     replace_where: Mapping[str, Any] | None = None,
+    replace_files: Sequence[str] | None = None,
+    split_files_by: str | None = None,
     commit_info: Mapping[str, str] | None = None,
 ) -> int:
     """Move the Parquet files under ``staging`` into the table and commit them as one version.
 
     The files are named in the log only by the commit; until it succeeds no reader sees them.
     On a failed commit the moved files are deleted again and the error is raised.
+    ``replace_files``: the table's files the commit removes (else ``mode`` and
+    ``replace_where`` say which).
     """
     from deltalake import CommitProperties, Schema
     from deltalake.transaction import create_table_with_add_actions
 
-    staged = list(_staged_files(staging, partition_by))
+    staged = list(_staged_files(staging, partition_by, split_files_by))
     moved: list[Path] = []
     try:
         actions = []
@@ -202,6 +297,16 @@ def commit_staged(
                 partition_by=partition_by or None,
                 commit_properties=properties,
             )
+        elif replace_files is not None:
+            table = _open(root)
+            actions.extend(_remove_actions(table, replace_files))
+            table.create_write_transaction(
+                actions,
+                mode="append",
+                schema=delta_schema,
+                partition_by=partition_by or None,
+                commit_properties=properties,
+            )
         else:
             table = _open(root)
             filters = _partition_filters(replace_where) if replace_where else None
@@ -217,6 +322,7 @@ def commit_staged(
         for file in moved:
             file.unlink(missing_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty_dir(root / STAGING_DIR)
         if _is_conflict(exc):
             raise CommitConflictError(
                 f"{root}: another writer committed a conflicting change first; nothing was written, "
@@ -248,7 +354,13 @@ def _nullable_type(data_type: DataType) -> DataType:
     return data_type
 
 
-def _staged_files(staging: Path, partition_by: list[str]) -> Iterable[_StagedFile]:
+def _staged_files(
+    staging: Path, partition_by: list[str], split_files_by: str | None = None
+) -> Iterable[_StagedFile]:
+    """The staged files, each with its path in the table and its partition values. The
+    directory of a ``split_files_by`` value becomes part of the file's name (the table's
+    files lie in its partitions' directories, as every reader expects)."""
+    expected = sorted([*partition_by, *([split_files_by] if split_files_by else [])])
     for file in sorted(staging.rglob("*.parquet")):
         rel = file.relative_to(staging)
         segments = rel.parts[:-1]
@@ -256,9 +368,40 @@ def _staged_files(staging: Path, partition_by: list[str]) -> Iterable[_StagedFil
         for segment in segments:
             name, _, raw = segment.partition("=")
             values[name] = None if raw == _HIVE_NULL else unquote(raw)
-        if sorted(values) != sorted(partition_by):
+        if sorted(values) != expected:
             raise RxCohortError(f"unexpected staged file layout under {staging.name}: {rel}")
-        yield _StagedFile(file, rel.as_posix(), values)
+        final = rel.as_posix()
+        if split_files_by:
+            part = _SAFE_NAME.sub("_", str(values.pop(split_files_by)))
+            final = "/".join([*segments[:-1], f"{split_files_by}-{part}-{file.name}"])
+        yield _StagedFile(file, final, values)
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _remove_actions(table: Any, paths: Sequence[str]) -> list[Any]:
+    """Remove actions for ``paths``, files of the table's snapshot; one that is not there
+    (another writer removed it) is a conflict."""
+    from deltalake.transaction import RemoveAction
+
+    known = {unquote(a["path"]): a for a in add_actions(table)}
+    missing = [p for p in paths if p not in known]
+    if missing:
+        raise CommitConflictError(
+            f"{len(missing)} file(s) to replace are no longer in the table (another writer "
+            "changed it); nothing was written, run the job again"
+        )
+    now = int(time.time() * 1000)
+    return [
+        RemoveAction(
+            path=known[p]["path"],
+            data_change=True,
+            deletion_timestamp=now,
+            partition_values=known[p]["partition_values"],
+        )
+        for p in dict.fromkeys(paths)
+    ]
 
 
 def _add_action(

@@ -415,9 +415,12 @@ def _check_target(
     partition_by: list[str],
     mode: WriteMode,
     replace_where: Mapping[str, Any] | None,
+    *,
+    partial: bool = False,
 ) -> None:
     """An existing table at ``path`` takes the write: same partition columns, and the same
-    columns unless the whole table is overwritten."""
+    columns unless the whole table is overwritten (not only some partitions, or some files:
+    ``partial``)."""
     if not table_exists(path):
         return
     if mode == "error":
@@ -432,7 +435,7 @@ def _check_target(
             f"{path} is partitioned by {existing_parts}, the write by {partition_by}; "
             "write to a new table (or remove this one) to change the layout"
         )
-    if mode == "overwrite" and not replace_where:
+    if mode == "overwrite" and not replace_where and not partial:
         return
     if _type_signature(current) != _type_signature(schema):
         raise RxCohortError(

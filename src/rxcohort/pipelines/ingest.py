@@ -49,6 +49,7 @@ from rxcohort.ingest.bronze import BRONZE_PARTITION_BY, bronze_table_schema, rea
 from rxcohort.ingest.delivery import CheckedFile, Delivery, check_file, scan_delivery
 from rxcohort.ingest.incremental import SHARED_IDS, AffectedRows, affected_rows, shared_ids
 from rxcohort.ingest.keystore import KeyStore
+from rxcohort.ingest.parts import FILE_MONTH, RewrittenParts, file_month, plan_parts
 from rxcohort.ingest.rules import ROW_KEY
 from rxcohort.ingest.stamps import (
     FileStamp,
@@ -388,7 +389,9 @@ class _Incremental:
     ids: DataFrame  # the dispensing ids of affected rows outside the changed files
     size: int = 0  # rows whose verdicts may change
     nothing: bool = False  # no dispensing row can change
-    years: set[int] = field(default_factory=set)
+    # (year, month) of the affected rows outside the changed files: where their silver rows are
+    months: frozenset[tuple[int, int]] = frozenset()
+    parts: RewrittenParts = field(default_factory=lambda: RewrittenParts(years=frozenset()))
 
 
 class _IngestRun:
@@ -619,13 +622,19 @@ class _IngestRun:
                 # No shuffle: each task holds rows of one file (one year, mostly) and writes
                 # them sorted by ATC code, in row groups small enough that a study's scan
                 # of a few ATC groups skips most of them.
+                # One file per month of a year, so that a later load can replace the months
+                # it changes and leave the others (rxcohort.ingest.parts).
                 layout = {
                     "partition_by": SILVER_DISPENSINGS_PARTITION_BY,
                     "sort_within_partitions": ["atc_code"],
                     "cluster": False,
                     "row_group_bytes": SILVER_ROW_GROUP_BYTES,
+                    "split_files_by": FILE_MONTH,
                 }
-            staged_silver[table] = self._stage(silver[table], self.paths.silver(table), **layout)
+            rows = silver[table]
+            if table == "dispensings":
+                rows = rows.withColumn(FILE_MONTH, file_month())
+            staged_silver[table] = self._stage(rows, self.paths.silver(table), **layout)
             staged_quarantine[table] = self._stage(quarantine[table], self.paths.quarantine(table))
             silver[table] = staged_silver[table].frame()
             if table == "dispensings" and self.incremental is not None:
@@ -672,7 +681,7 @@ class _IngestRun:
             dispensings, rows["dispensings"] = self.batch
             self.say(
                 f"validating the {rows['dispensings']:,} silver dispensings of the rewritten "
-                f"years {', '.join(map(str, sorted(self.incremental.years)))}"
+                f"parts {self.incremental.parts.describe()}"
             )
         views = {
             "persons": silver["persons"],
@@ -747,12 +756,12 @@ class _IngestRun:
                 commit_info=info,
             )
         for table in staged_silver:
-            where = (
-                {"dispense_year": sorted(self.incremental.years)}
+            files = (
+                self.incremental.parts.files
                 if table == "dispensings" and self.incremental is not None
                 else None
             )
-            staged_silver[table].commit(mode="overwrite", replace_where=where, commit_info=info)
+            staged_silver[table].commit(mode="overwrite", replace_files=files, commit_info=info)
             staged_quarantine[table].commit(mode="overwrite", commit_info=info)
 
     def _commit_bookkeeping(
@@ -877,13 +886,21 @@ class _IngestRun:
             window_days=rules.RETURN_WINDOW_DAYS,
             materialise=self._materialise,
         )
+        reached = self._materialise(
+            keys.join(F.broadcast(affected.rows_outside), ROW_KEY, "left_semi").select(
+                "_id", "_day"
+            ),
+            "incremental_reached_keys",
+        )
         ids = self._materialise(
-            keys.join(F.broadcast(affected.rows_outside), ROW_KEY, "left_semi")
-            .select("_id")
-            .where(F.col("_id").isNotNull())
-            .distinct(),
+            reached.select("_id").where(F.col("_id").isNotNull()).distinct(),
             "incremental_ids",
         )
+        day = F.date_add(F.lit("1970-01-01").cast("date"), F.col("_day").cast("int"))
+        months = reached.where(F.col("_day").isNotNull()).select(
+            F.year(day).alias("y"), F.month(day).alias("m")
+        )
+        months = frozenset((r["y"], r["m"]) for r in months.distinct().collect())
         in_files = keys.where(F.col("source_file").isin(*names)).count() if names else 0
         n_outside, n_removed = affected.rows_outside.count(), removed.count()
         n_context = affected.context_outside.count()
@@ -898,6 +915,7 @@ class _IngestRun:
             ids=ids,
             size=n_rows,
             nothing=n_rows == 0 and n_removed == 0,
+            months=months,
         )
 
     def _removed_keys(self, names: list[str], versions_before: dict[str, int | None]) -> DataFrame:
@@ -927,8 +945,8 @@ class _IngestRun:
     def _merge_dispensings(
         self, clean: DataFrame, rejected: DataFrame, versions_before: dict[str, int | None]
     ) -> tuple[DataFrame, DataFrame]:
-        """Silver dispensings of the years this load touches (the rows classified again, and
-        the others of those years as they were), and the whole quarantine likewise."""
+        """Silver dispensings of the parts this load rewrites (the rows classified again, and
+        the others of those parts as they were), and the whole quarantine likewise."""
         plan = self.incremental
         assert plan is not None
         paths = self.paths
@@ -938,17 +956,18 @@ class _IngestRun:
             self.spark, paths.silver("dispensings"), version=versions_before["silver/dispensings"]
         )
         # Silver's rows that go: those of the changed files (from their earlier version) and
-        # those with the id of an affected row of another file (one row per id in silver).
+        # those with the id of an affected row of another file (one row per id in silver),
+        # which lie in the months of those rows.
         from_changed = F.col("source_file").isin(*changed) if changed else F.lit(False)
+        reached = RewrittenParts(years=frozenset(), months=_by_year(plan.months)).condition()
         going = old.where(from_changed).unionByName(
-            old.where(~from_changed).join(ids, "dispensing_id", "left_semi")
+            old.where(~from_changed & reached).join(ids, "dispensing_id", "left_semi")
         )
-        plan.years = self._years_to_rewrite(going, clean.select(*old.columns), from_changed)
-        kept = (
-            old.where(F.col("dispense_year").isin(*sorted(plan.years)))
-            .where(~from_changed)
-            .join(ids, "dispensing_id", "left_anti")
+        plan.parts = self._parts_to_rewrite(
+            going, clean.select(*old.columns), from_changed, versions_before
         )
+        in_parts = plan.parts.condition()
+        kept = old.where(in_parts).where(~from_changed).join(ids, "dispensing_id", "left_anti")
         before = io.read_table(
             self.spark,
             paths.quarantine("dispensings"),
@@ -956,42 +975,51 @@ class _IngestRun:
         )
         held = before.where(~F.col("source_file").isin(*changed) if changed else F.lit(True))
         held = plan.affected.not_rows_of(held)
-        rewritten = clean.where(F.col("dispense_year").isin(*sorted(plan.years)))
+        rewritten = clean.where(in_parts)
         return (
             kept.unionByName(rewritten.select(*kept.columns)),
             held.unionByName(rejected.select(*held.columns)),
         )
 
-    def _years_to_rewrite(
-        self, going: DataFrame, coming: DataFrame, from_changed: Column
-    ) -> set[int]:
-        """The years of silver dispensings this load rewrites: those of the changed files
-        and those where a row of another file classified again has a new silver row. Most of
-        those rows keep their verdict and so their row (it is built from the bronze row
-        alone), and a year where nothing differs is left as it is."""
+    def _parts_to_rewrite(
+        self,
+        going: DataFrame,
+        coming: DataFrame,
+        from_changed: Column,
+        versions_before: dict[str, int | None],
+    ) -> RewrittenParts:
+        """The parts of silver dispensings this load rewrites: the years of the changed files
+        whole, and in other years the months where a row of another file classified again
+        has a new silver row. Most of those rows keep their verdict and so their row (it is
+        built from the bronze row alone), and a month where nothing differs is left as it
+        is (:mod:`rxcohort.ingest.parts`)."""
         outside_going, outside_coming = going.where(~from_changed), coming.where(~from_changed)
         differ = outside_going.subtract(outside_coming).unionByName(
             outside_coming.subtract(outside_going)
         )
         changed = [c.file for c in self.changed if c.file.table == "dispensings"]
         years = {f.year for f in changed if f.year}
-        parts = differ.select("dispense_year")
         if any(not f.year for f in changed):
             # A file without a year in its name: the years its rows fall in (a file with one
             # holds silver rows of that year only: the others are date_outside_file_year).
-            parts = parts.unionByName(
-                going.where(from_changed)
-                .select("dispense_year")
-                .unionByName(coming.where(from_changed).select("dispense_year"))
-            )
-        years |= {int(r[0]) for r in parts.distinct().collect() if r[0] is not None}
-        if not years:  # no silver row changes (a load of persons only): its rows' years
-            both = going.select("dispense_year").unionByName(coming.select("dispense_year"))
-            years = {int(r[0]) for r in both.distinct().collect() if r[0] is not None}
-        return years
+            theirs = going.where(from_changed).unionByName(coming.where(from_changed))
+            years |= {year for year, _ in _months_of_rows(theirs)}
+        found = _months_of_rows(differ)
+        if not years and not found:  # no silver row changes (a load of persons only)
+            found = _months_of_rows(going.unionByName(coming))
+        if _recorded_fingerprints(self.paths.root).get("silver/dispensings") is None:
+            # A year's fingerprint after the load needs the one recorded before it: without
+            # it (a warehouse from before they were recorded) the years are rewritten whole.
+            years |= {year for year, _ in found}
+        files = io.table_files(
+            self.paths.silver("dispensings"),
+            version=versions_before["silver/dispensings"],
+            columns=["dispense_date"],
+        )
+        return plan_parts(whole_years=years, changed_months=found, files=files)
 
     def _untouched_silver(self, versions_before: dict[str, int | None]) -> DataFrame:
-        """Silver dispensings of the years this load leaves as they are."""
+        """Silver dispensings of the parts this load leaves as they are."""
         plan = self.incremental
         assert plan is not None
         old = io.read_table(
@@ -999,7 +1027,7 @@ class _IngestRun:
             self.paths.silver("dispensings"),
             version=versions_before["silver/dispensings"],
         )
-        return old.where(~F.col("dispense_year").isin(*sorted(plan.years)))
+        return old.where(~plan.parts.condition())
 
     def _incremental_statuses(
         self, silver: DataFrame, quarantine: DataFrame, files: DataFrame
@@ -1058,8 +1086,10 @@ class _IngestRun:
                 name = f"{layer}/{table}"
                 column = part.get(table)
                 after = _fingerprints(new.frame(), column)
-                if name == "silver/dispensings" and self.incremental and after:
-                    self.batch = (new.frame(), sum(n for n, _ in after.values()))
+                if name == "silver/dispensings" and self.incremental:
+                    if after:
+                        self.batch = (new.frame(), sum(n for n, _ in after.values()))
+                    after = self._whole_years(after, recorded.get(name))
                 before = self._fingerprints_before(name, column, recorded.get(name))
                 for value in sorted(after.keys() | before.keys(), key=str):
                     old, now = before.get(value), after.get(value)
@@ -1076,10 +1106,37 @@ class _IngestRun:
         )
         return local_frame(self.spark, rows, CHANGES_SCHEMA)
 
+    def _whole_years(self, staged: _Prints, recorded: _Prints | None) -> _Prints:
+        """The fingerprints of the years the staged rows are of, whole: a year rewritten in
+        some months only is its recorded print less its old rows of those months, plus the
+        staged ones (the print is a count and a sum, so it adds and subtracts)."""
+        parts = self.incremental.parts if self.incremental else None
+        if parts is None or not parts.months:
+            return staged
+        assert recorded is not None  # _parts_to_rewrite rewrites whole years without one
+        old = io.read_table(
+            self.spark,
+            self.paths.silver("dispensings"),
+            version=self.versions_before["silver/dispensings"],
+        )
+        partial = RewrittenParts(years=frozenset(), months=parts.months)
+        gone = _fingerprints(old.where(partial.condition()), "dispense_year")
+        whole = dict(staged)
+        for year in parts.months:
+            key = str(year)
+            n, h = recorded.get(key, (0, None))
+            for sign, (m, g) in ((-1, gone.get(key, (0, None))), (1, staged.get(key, (0, None)))):
+                n, h = n + sign * m, (h or 0) + sign * (g or 0)
+            if n:
+                whole[key] = (n, h)
+            else:
+                whole.pop(key, None)
+        return whole
+
     def _rewritten_parts(self, name: str) -> set[str] | None:
         """The parts of ``name`` this load rewrites, when not all of them (as fingerprint keys)."""
         if name == "silver/dispensings" and self.incremental is not None:
-            return {str(year) for year in self.incremental.years}
+            return {str(year) for year in self.incremental.parts.all_years}
         return None
 
     def _fingerprints_before(
@@ -1100,7 +1157,7 @@ class _IngestRun:
             return {}
         old = io.read_table(self.spark, self.paths.root / name, version=version)
         if rewritten is not None:  # only the years this load rewrote; the others are untouched
-            old = old.where(F.col("dispense_year").isin(*sorted(self.incremental.years)))
+            old = old.where(F.col("dispense_year").isin(*self.incremental.parts.all_years))
         return _fingerprints(old, column)
 
     def _fingerprints_after(
@@ -1286,8 +1343,8 @@ class _IngestRun:
             ("files", f"{len(self.checked)} checked, {len(self.changed)} new or changed")
         )
         if self.batch is not None and self.incremental is not None:
-            years = ", ".join(map(str, sorted(self.incremental.years)))
-            summary.append(("silver_dispensings validated on", f"the years rewritten: {years}"))
+            parts = self.incremental.parts.describe()
+            summary.append(("silver_dispensings validated on", f"the parts rewritten: {parts}"))
         for suite, load_id in sorted(self.carried.items()):
             summary.append(
                 (f"{suite} outcomes", f"kept from load {load_id} (table and suite unchanged)")
@@ -1388,6 +1445,20 @@ class _IngestRun:
                     f"!= {in_silver} silver + {in_quarantine} quarantine + {c.duplicates} duplicates "
                     "(another writer, or a bug)"
                 )
+
+
+def _months_of_rows(rows: DataFrame) -> set[tuple[int, int]]:
+    """The (year, month) pairs of silver dispensing rows."""
+    pairs = rows.select("dispense_year", F.month(F.col("dispense_date"))).distinct().collect()
+    return {(int(r[0]), int(r[1])) for r in pairs if r[0] is not None and r[1] is not None}
+
+
+def _by_year(months: frozenset[tuple[int, int]]) -> dict[int, frozenset[int]]:
+    """(year, month) pairs as year -> months."""
+    out: dict[int, set[int]] = {}
+    for year, month in months:
+        out.setdefault(year, set()).add(month)
+    return {year: frozenset(ms) for year, ms in out.items()}
 
 
 def _outcome_of(row: Any, suite: Suite) -> ExpectationOutcome:
