@@ -29,8 +29,10 @@ import contextlib
 import dataclasses
 import json
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -275,7 +277,7 @@ def _ingest_delivery(
 ) -> IngestResult:
     say: Progress = progress or (lambda message: None)
     paths = WarehousePaths(warehouse)
-    suites = load_suites(expectations_dir or default_expectations_dir(), SUITES.values())
+    suites_dir = Path(expectations_dir or default_expectations_dir())
 
     delivery = scan_delivery(delivery_dir)
     for name in delivery.ignored:
@@ -314,6 +316,9 @@ def _ingest_delivery(
         _read_every_file(delivery, checked, fresh)
         changed = list(checked)
 
+    # The suites are loaded (Great Expectations imported: seconds) while the engine reads the
+    # changed files; an unchanged delivery needs none.
+    suites = _in_background(load_suites, suites_dir, SUITES.values())
     load_time = datetime.now(UTC).replace(microsecond=0)
     load_id = f"{load_time:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     run = _IngestRun(spark, paths, delivery, checked, changed, load_id, load_time, say)
@@ -331,6 +336,20 @@ def _ingest_delivery(
     kept = set(registry) | {c.file.name for c in checked}
     write_stamps(warehouse, updated_stamps(stamps_before, fresh, keep=kept))
     return result
+
+
+def _in_background(work: Callable[..., Any], *args: Any) -> Future[Any]:
+    """``work(*args)`` started in a thread of its own; its result (or error) from the future."""
+    future: Future[Any] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work(*args))
+        except BaseException as error:  # handed to whoever waits for the result
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="rxcohort-suites", daemon=True).start()
+    return future
 
 
 def _check_files(
@@ -471,13 +490,16 @@ class _IngestRun:
     # ----------------------------------------------------------------------------------------
 
     def execute(
-        self, suites: dict[str, Any], versions_before: dict[str, int | None]
+        self, loading: Future[dict[str, Suite]], versions_before: dict[str, int | None]
     ) -> IngestResult:
+        """The load, its suites coming from ``loading`` (a wrong suite stops it once the
+        changed files are read, before anything else is done)."""
         changed_names = {c.file.name for c in self.changed}
         rebuild = self._tables_to_rebuild(versions_before)
-        self.suites, self.rebuild, self.versions_before = suites, rebuild, versions_before
+        self.rebuild, self.versions_before = rebuild, versions_before
         self.say(f"reading {len(self.changed)} new or changed file(s)")
         staged_bronze, bronze = self._read_bronze(changed_names, versions_before)
+        self.suites = suites = loading.result()
         files_frame = self._files_frame(changed_names, versions_before)
         self.loads = _loads_of(files_frame, "dispensings")
 
@@ -574,6 +596,11 @@ class _IngestRun:
         rows are merged with the committed rows of the same partitions."""
         persons = self._cache(rules.classify_persons(bronze["persons"]))
         prescribers = self._cache(rules.classify_prescribers(bronze["prescribers"]))
+        known = persons
+        if not rebuild["persons"]:  # persons.csv as loaded: its clean rows are silver's
+            known = io.read_table(self.spark, self.paths.silver("persons")).select(
+                F.col("person_id").alias("t_person_id"), F.lit(rules.CLEAN).alias("status")
+            )
         to_classify = bronze["dispensings"]
         self.incremental = self._incremental_plan(
             bronze["dispensings"], persons, changed_names, versions_before
@@ -583,7 +610,7 @@ class _IngestRun:
             rebuild["dispensings"] = not self.incremental.nothing
         dispensings = rules.classify_dispensings(
             to_classify,
-            persons,
+            known,
             files_frame,
             who_ddd_frame(self.spark),
             materialise=self._materialise,
@@ -650,17 +677,26 @@ class _IngestRun:
         files_frame: DataFrame,
     ) -> dict[str, DataFrame]:
         """Each table's row statuses. After an incremental update the dispensings' come from
-        silver and quarantine, not from the rows classified again."""
-        skip = ("dispensings",) if self.incremental is not None else ()
+        silver and quarantine, not from the rows classified again; and those of a table this
+        load does not rebuild (its file unchanged) from its committed silver and quarantine."""
+        kept = [t for t in ("persons", "prescribers") if not self.rebuild[t]]
+        skip = [*kept, *(["dispensings"] if self.incremental is not None else [])]
         statuses = self._statuses({t: f for t, f in classified.items() if t not in skip})
+        for table in kept:
+            statuses[table] = self._statuses_as_committed(
+                table,
+                io.read_table(self.spark, self.paths.silver(table)),
+                io.read_table(self.spark, self.paths.quarantine(table)),
+                files_frame,
+            )
         if self.incremental is not None:
             if self.incremental.nothing:  # no dispensing row can change: as committed
                 silver["dispensings"] = io.read_table(self.spark, self.paths.silver("dispensings"))
                 after = io.read_table(self.spark, self.paths.quarantine("dispensings"))
             else:
                 after = staged_quarantine["dispensings"].frame()
-            statuses["dispensings"] = self._incremental_statuses(
-                silver["dispensings"], after, files_frame
+            statuses["dispensings"] = self._statuses_as_committed(
+                "dispensings", silver["dispensings"], after, files_frame
             )
         return statuses
 
@@ -931,6 +967,11 @@ class _IngestRun:
             "dispensings",
         )
         names = [name for name in names if name in before]
+        kept = [self.keystore.kept(name, before[name]) for name in names]
+        if len(names) == 1 and kept[0] is not None:
+            # One corrected file, its keys kept: read as they are (writing them again cost a
+            # year's keys).
+            return self.keystore.keys_of(old.limit(0), names[0], before[names[0]])
         parts = [
             self.keystore.keys_of(old.where(F.col("source_file") == name), name, before[name])
             for name in names
@@ -938,8 +979,8 @@ class _IngestRun:
         removed = rules.dispensing_keys(old).limit(0)
         for part in parts:
             removed = removed.unionByName(part)
-        # Written once (none too) even when read from the kept keys: it is used several
-        # times, and Sail (0.7) fails to plan some of those uses over the plain read.
+        # Written once (none too): it is used several times, and Sail (0.7) fails to plan
+        # some of those uses over a union with a plain read of no rows.
         return self._materialise(removed, "incremental_removed")
 
     def _merge_dispensings(
@@ -1029,12 +1070,13 @@ class _IngestRun:
         )
         return old.where(~plan.parts.condition())
 
-    def _incremental_statuses(
-        self, silver: DataFrame, quarantine: DataFrame, files: DataFrame
+    def _statuses_as_committed(
+        self, table: str, silver: DataFrame, quarantine: DataFrame, files: DataFrame
     ) -> list[dict[str, Any]]:
-        """Dispensing rows per file and status after an incremental update: clean rows from
-        silver, quarantined ones (by reason) from quarantine, and the exact duplicates removed
-        as the file's bronze rows less both (negative would be a bug)."""
+        """A table's rows per file and status as its silver and quarantine hold them (after
+        an incremental update of dispensings, or as committed): clean rows from silver,
+        quarantined ones (by reason) from quarantine, and the exact duplicates removed as the
+        file's bronze rows less both (negative would be a bug)."""
         clean = {
             r["source_file"]: r["n"]
             for r in silver.groupBy("source_file").agg(F.count(F.lit(1)).alias("n")).collect()
@@ -1046,7 +1088,7 @@ class _IngestRun:
             rejected.setdefault(r["source_file"], {})[r["reason"]] = r["n"]
         changed = {c.file.name for c in self.changed}
         out: list[dict[str, Any]] = []
-        for f in files.where(F.col("table_name") == "dispensings").collect():
+        for f in files.where(F.col("table_name") == table).collect():
             name, rows = f["source_file"], int(f["rows"])
             this = name in changed
             n_clean = clean.get(name, 0)
@@ -1054,10 +1096,10 @@ class _IngestRun:
             duplicates = rows - n_clean - sum(reasons.values())
             if duplicates < 0:
                 raise RxCohortError(
-                    f"dispensings: {name} has {rows} bronze rows but {n_clean} in silver and "
+                    f"{table}: {name} has {rows} bronze rows but {n_clean} in silver and "
                     f"{sum(reasons.values())} in quarantine; nothing was committed (a bug)"
                 )
-            common = {"source_file": name, "this_load": this, "table": "dispensings"}
+            common = {"source_file": name, "this_load": this, "table": table}
             out.append({**common, "status": rules.CLEAN, "reason": None, "rows": n_clean})
             out.append({**common, "status": rules.DUPLICATE, "reason": None, "rows": duplicates})
             out += [
@@ -1250,9 +1292,8 @@ class _IngestRun:
                 .select(F.lit(table).alias("table"), "*")
             )
             grouped = part if grouped is None else grouped.unionByName(part)
-        assert grouped is not None
         out: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
-        for row in grouped.collect():
+        for row in grouped.collect() if grouped is not None else []:
             out[row["table"]].append(row.asDict())
         return out
 
