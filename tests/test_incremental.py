@@ -307,7 +307,7 @@ def test_a_correction_that_reaches_the_next_january_rewrites_that_month_alone(
     assert _reasons(spark, wh)["TIE-R3"] == "unmatched_return"
     after = _month_files(wh)
     for key in before.keys() | after.keys():
-        year, month = key
+        year = key[0]
         if year == 2014 or key == (2015, 1):
             assert before.get(key) != after.get(key), key
         else:
@@ -349,11 +349,17 @@ def test_the_keys_are_kept_per_file_and_load_and_a_lost_one_is_computed_again(
     fresh = dispensing_keys(io.read_table(spark, wh / "bronze/dispensings"))
     assert sorted(kept.collect()) == sorted(fresh.collect())
     assert not (tmp_path / "unused").exists()  # nothing computed: all kept
+    # Each file's returns are kept beside its keys, and are its keys' returns.
+    returns = store.returns(kept)
+    assert sorted(returns.collect()) == sorted(fresh.where("_return").collect()) != []
+    assert all((folder / keystore.RETURNS_DIR).is_dir() for folder in first.values())
 
     corrected = _copy(base, tmp_path / "corrected")
     lines = _lines(corrected, 2013)
     _write(corrected, 2013, lines[:40] + lines[60:])
     shutil.rmtree(first[f"{loads['dispensings_2011.csv']}--dispensings_2011.csv"])
+    # A folder kept by an earlier version, without its returns: they are read from its keys.
+    shutil.rmtree(first[f"{loads['dispensings_2014.csv']}--dispensings_2014.csv"] / "returns")
     result = ingest_delivery(spark, corrected, warehouse=wh)
     second = _kept_folders(wh)
     assert set(second) == (

@@ -90,6 +90,7 @@ class _Ties:
         self,
         keys: DataFrame,
         *,
+        returns: DataFrame,
         in_files: Column,
         removed: DataFrame,
         kept_shared: DataFrame | None,
@@ -101,8 +102,7 @@ class _Ties:
         self.windows = 0
         # Products with a return anywhere (before or after the load): only they tie rows by date.
         self.with_return = materialise(
-            keys.where("_return")
-            .select("_group")
+            returns.select("_group")
             .unionByName(removed.where("_return").select("_group"))
             .distinct(),
             "incremental_return_groups",
@@ -140,8 +140,14 @@ class _Ties:
             f"incremental_anchors_{self.windows}",
         )
         self.windows += 1
+        # Within the anchors' days and a window either side: a reader skips the row groups of
+        # other days (the keys of a file lie in its line order, mostly its days').
+        (first, last) = anchors.agg(F.min("_anchor_day"), F.max("_anchor_day")).first()
+        if first is None:
+            return targets.where(F.lit(False)).select(*self.keys.columns)
+        days = F.col("_day").between(first - self.window_days, last + self.window_days)
         return (
-            targets.where(F.col("_day").isNotNull())
+            targets.where(days)
             .join(F.broadcast(anchors), "_group")
             .where(F.abs(F.col("_day") - F.col("_anchor_day")) <= self.window_days)
             .select(*self.keys.columns)
@@ -228,6 +234,7 @@ def _shared_since(
 def affected_rows(
     keys: DataFrame,
     *,
+    returns: DataFrame | None = None,
     files: tuple[str, ...],
     flipped: DataFrame | None,
     removed: DataFrame,
@@ -241,12 +248,18 @@ def affected_rows(
     ``files``: the changed files (each of their rows changed); ``flipped``: rows of ``keys``
     whose person became known or unknown (or None); ``removed``: the keys of rows this load
     takes out of bronze (the earlier version of a changed file), which tie rows as well;
-    ``kept_shared``: :func:`shared_ids` of the bronze before this load, when kept. The shared
-    ids of this load are materialised as :data:`SHARED_IDS`, for the next one.
+    ``kept_shared``: :func:`shared_ids` of the bronze before this load, when kept;
+    ``returns``: the rows of ``keys`` that are returns, when kept apart (else found in
+    ``keys``). The shared ids of this load are materialised as :data:`SHARED_IDS`, for the
+    next one.
     """
     in_files = F.col("source_file").isin(*files) if files else F.lit(False)
+    returns = materialise(
+        keys.where("_return") if returns is None else returns, "incremental_returns"
+    )
     ties = _Ties(
         keys,
+        returns=returns,
         in_files=in_files,
         removed=removed,
         kept_shared=kept_shared,
@@ -254,7 +267,6 @@ def affected_rows(
         materialise=materialise,
     )
     changed = keys.where(in_files)
-    returns = materialise(keys.where("_return"), "incremental_returns")
     # Rows that may become clean or unclean: the changed ones and their id partners ...
     seeds = changed.unionByName(removed)
     extra = ties.partners(seeds)
@@ -275,7 +287,7 @@ def affected_rows(
     their_returns = returns.where(in_files).unionByName(
         returns.join(F.broadcast(rows), ROW_KEY, "left_semi")
     )
-    read = ties.in_window(their_returns, targets=keys).where(~in_files)
+    read = ties.in_window(their_returns, targets=keys.where(~in_files))
     read = materialise(read.distinct(), "incremental_read")
     context = materialise(
         rows.unionByName(read.select(*ROW_KEY))

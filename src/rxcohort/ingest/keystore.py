@@ -15,6 +15,11 @@ folders of files and loads that ``bronze/files`` no longer names are then delete
 missing folder only means the keys are computed again. A change to how keys are computed must
 change :data:`KEYS_FORMAT`.
 
+Inside each file's folder, its returns (the keys of its rows with packs below 0) in
+``returns/``: an incremental load looks up the returns of the whole bronze, a few in a
+thousand rows, and reads them from there rather than from every key (a folder without them,
+kept by an earlier version, has its returns read from its keys).
+
 Beside them, the hashes of the ids that repeat in bronze after the last load
 (:func:`rxcohort.ingest.incremental.shared_ids`), in ``_shared-ids--<load_id>``: the next
 load finds its own from them and its changed files (a missing folder: from all the keys).
@@ -38,6 +43,7 @@ from rxcohort.log import get_logger
 log = get_logger(__name__)
 
 STORE_DIR = "_rxcohort_dispensing_keys"
+RETURNS_DIR = "returns"
 KEYS_FORMAT = "v1"
 _SAFE = re.compile(r"[A-Za-z0-9_.-]{1,120}")
 SHARED_SCHEMA = StructType([StructField("_h", LongType())])
@@ -62,6 +68,7 @@ class KeyStore:
         self.store = root / STORE_DIR / KEYS_FORMAT
         self.scratch = scratch / "dispensing_keys"
         self.computed: dict[str, Path] = {}  # entry -> folder in the scratch
+        self.folders: list[Path] = []  # the folders of the keys :meth:`keys` last read
 
     def shared(self, load_id: str | None) -> DataFrame | None:
         """The id hashes kept by load ``load_id`` (the bronze as it left it), if there are."""
@@ -99,7 +106,23 @@ class KeyStore:
                 )
                 folder = self._compute(rows, entry)
             folders.append(folder)
+        self.folders = folders
         return self._read(folders, dispensing_keys(bronze))
+
+    def returns(self, keys: DataFrame) -> DataFrame:
+        """The returns among the keys :meth:`keys` last gave (``keys``): from each file's
+        kept returns, or from its keys where none are kept."""
+        parts = []
+        for folder in self.folders:
+            kept = folder / RETURNS_DIR
+            if not kept.is_dir():
+                parts.append(self._read([folder], keys).where(F.col("_return")))
+            elif files := _data_files(kept):  # (a file without returns has none)
+                parts.append(self._read_files(files, keys))
+        out = keys.where(F.lit(False)) if not parts else parts[0]
+        for part in parts[1:]:
+            out = out.unionByName(part)
+        return out
 
     def keys_of(self, rows: DataFrame, source_file: str, load_id: str) -> DataFrame:
         """The keys of one file's rows as one load wrote them (``rows``: those bronze rows,
@@ -109,13 +132,9 @@ class KeyStore:
         return keys if folder is None else self._read([folder], keys)
 
     def _read(self, folders: list[Path], keys: DataFrame) -> DataFrame:
-        # The data files by name, so that no engine reads another's marker or checksum files.
-        files = [
-            str(path)
-            for folder in folders
-            for path in sorted(folder.rglob("*.parquet"))
-            if _data(path)
-        ]
+        return self._read_files([f for folder in folders for f in _data_files(folder)], keys)
+
+    def _read_files(self, files: list[str], keys: DataFrame) -> DataFrame:
         if not files:
             return keys.limit(0)
         return self.spark.read.schema(keys.schema).parquet(*files)
@@ -123,6 +142,9 @@ class KeyStore:
     def _compute(self, keys: DataFrame, entry: str) -> Path:
         folder = self.scratch / entry
         keys.write.mode("overwrite").parquet(str(folder))
+        returns = self._read([folder], keys).where(F.col("_return"))
+        returns.write.mode("overwrite").parquet(str(folder / RETURNS_DIR))
+        (folder / RETURNS_DIR).mkdir(parents=True, exist_ok=True)  # none: an engine writes none
         self.computed[entry] = folder
         return folder
 
@@ -155,3 +177,9 @@ class KeyStore:
 def _data(path: Path) -> bool:
     """A data file of a folder (no engine's marker or checksum file)."""
     return not path.name.startswith((".", "_"))
+
+
+def _data_files(folder: Path) -> list[str]:
+    """The data files of a folder itself (not of its sub-folders), by name, so that no engine
+    reads another's marker or checksum files."""
+    return [str(path) for path in sorted(folder.glob("*.parquet")) if _data(path)]
