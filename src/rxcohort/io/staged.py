@@ -297,19 +297,12 @@ def commit_staged(
                 partition_by=partition_by or None,
                 commit_properties=properties,
             )
-        elif replace_files is not None:
-            table = _open(root)
-            actions.extend(_remove_actions(table, replace_files))
-            table.create_write_transaction(
-                actions,
-                mode="append",
-                schema=delta_schema,
-                partition_by=partition_by or None,
-                commit_properties=properties,
-            )
         else:
             table = _open(root)
             filters = _partition_filters(replace_where) if replace_where else None
+            if replace_files is not None:  # removes named here: the transaction appends them
+                actions.extend(_remove_actions(table, replace_files))
+                mode = "append"
             table.create_write_transaction(
                 actions,
                 mode="append" if mode == "append" else "overwrite",

@@ -14,7 +14,9 @@ warehouse, 1 the delivery cannot be read, 2 a study file or the command line is 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -145,23 +147,48 @@ def refresh(
 
     with warehouse_lock(root, command="refresh", wait_seconds=lock_wait, create=True, say=progress):
         session = spark()
-        started = time.monotonic()
+        warming = _warm_study_modules() if studies else None
         try:
-            loaded = ingest_delivery(
-                session,
-                delivery_dir,
-                warehouse=root,
-                progress=progress,
-                full=full,
-                verify=verify,
-            )
-        except QualityGateError as exc:
-            done(Step("ingest", str(delivery_dir), "gate_closed", str(exc), _since(started)))
-            return result
-        done(_ingest_step(loaded, str(delivery_dir), _since(started)))
-        for source in studies:
-            done(_study_step(session, root, source, progress))
+            started = time.monotonic()
+            try:
+                loaded = ingest_delivery(
+                    session,
+                    delivery_dir,
+                    warehouse=root,
+                    progress=progress,
+                    full=full,
+                    verify=verify,
+                )
+            except QualityGateError as exc:
+                done(Step("ingest", str(delivery_dir), "gate_closed", str(exc), _since(started)))
+                return result
+            done(_ingest_step(loaded, str(delivery_dir), _since(started)))
+            if warming is not None:
+                warming.join()
+            for source in studies:
+                done(_study_step(session, root, source, progress))
+        finally:
+            if warming is not None:
+                warming.join()
     return result
+
+
+def _warm_study_modules() -> threading.Thread:
+    """Import what a study run needs - statistics, survival analysis, the report's plots, a
+    few seconds of imports - in a thread of its own while the ingest works on the engine.
+    Only a head start: a failed import here is left for the study to meet."""
+
+    def work() -> None:
+        with contextlib.suppress(Exception):
+            import lifelines  # noqa: F401
+
+            import rxcohort.pipelines.analyses
+            import rxcohort.pipelines.study
+            import rxcohort.report.build  # noqa: F401
+
+    thread = threading.Thread(target=work, name="rxcohort-warm-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def _ingest_step(loaded: IngestResult, delivery: str, seconds: float) -> Step:
