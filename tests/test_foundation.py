@@ -213,3 +213,21 @@ def test_local_frame_holds_the_rows_as_given(spark):
         at.replace(tzinfo=UTC).timestamp()
     )
     assert local_frame(spark, [], schema).count() == 0
+
+
+def test_the_checkpoint_folders_of_dead_processes_are_removed(tmp_path):
+    """A process killed before its exit handler leaves its Sail checkpoint folder; the next
+    engine start removes the folders of processes that no longer run, and only those."""
+    import os
+
+    from rxcohort.spark import remove_dead_checkpoints
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = tmp_path / f"rxcohort-sail-{int(gone.stdout)}-abc"
+    alive = tmp_path / f"rxcohort-sail-{os.getpid()}-def"
+    unnamed = tmp_path / "rxcohort-sail-xyz"  # an older version's: whose, it does not say
+    for folder in (dead, alive, unnamed):
+        (folder / "part").mkdir(parents=True)
+    assert remove_dead_checkpoints(tmp_path) == 1
+    assert not dead.exists() and alive.exists() and unnamed.exists()

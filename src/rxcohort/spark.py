@@ -192,14 +192,44 @@ def _start_sail(sail_conf: dict[str, str]) -> None:
             "the sail engine needs the pysail package (pip install pysail)"
         ) from exc
     # localCheckpoint (the lineage cut of rxcohort.cohort.build) keeps its files here; Sail's
-    # reader of record batches needs a path, Spark keeps them in memory.
-    checkpoints = tempfile.mkdtemp(prefix="rxcohort-sail-")
+    # reader of record batches needs a path, Spark keeps them in memory. The folder is named
+    # by this process, so that a later one can remove it if this one is killed before exit.
+    remove_dead_checkpoints()
+    checkpoints = tempfile.mkdtemp(prefix=f"{_CHECKPOINTS_PREFIX}{os.getpid()}-")
     set_sail_environment(sail_conf, Path(checkpoints).as_uri())
     server = SparkConnectServer("127.0.0.1", 0)
     server.start(background=True)
     host, port = server.listening_address
     _SAIL.update(server=server, remote=f"sc://{host}:{port}", checkpoints=checkpoints)
     atexit.register(_stop_sail)
+
+
+_CHECKPOINTS_PREFIX = "rxcohort-sail-"
+_CHECKPOINTS_OF = re.compile(rf"^{_CHECKPOINTS_PREFIX}(\d+)-")
+
+
+def remove_dead_checkpoints(directory: str | Path | None = None) -> int:
+    """Remove the checkpoint folders (see :func:`_start_sail`) of rxcohort processes that are
+    no longer running: one killed (a scheduler's timeout, SIGKILL) never ran its exit handler,
+    and its folder may hold a cohort's worth of files. Returns how many were removed."""
+    removed = 0
+    for folder in Path(directory or tempfile.gettempdir()).glob(f"{_CHECKPOINTS_PREFIX}*"):
+        found = _CHECKPOINTS_OF.match(folder.name)
+        if found is None or not folder.is_dir() or _running(int(found.group(1))):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: running
+        return True
+    return True
 
 
 def _stop_sail() -> None:
