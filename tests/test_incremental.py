@@ -350,7 +350,7 @@ def test_the_keys_are_kept_per_file_and_load_and_a_lost_one_is_computed_again(
     assert sorted(kept.collect()) == sorted(fresh.collect())
     assert not (tmp_path / "unused").exists()  # nothing computed: all kept
     # Each file's returns are kept beside its keys, and are its keys' returns.
-    returns = store.returns(kept)
+    returns = store.returns(kept, loads)
     assert sorted(returns.collect()) == sorted(fresh.where("_return").collect()) != []
     assert all((folder / keystore.RETURNS_DIR).is_dir() for folder in first.values())
 

@@ -37,6 +37,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
+from rxcohort.errors import RxCohortError
 from rxcohort.ingest.rules import dispensing_keys, keys_of_checked
 from rxcohort.log import get_logger
 
@@ -68,7 +69,6 @@ class KeyStore:
         self.store = root / STORE_DIR / KEYS_FORMAT
         self.scratch = scratch / "dispensing_keys"
         self.computed: dict[str, Path] = {}  # entry -> folder in the scratch
-        self.folders: list[Path] = []  # the folders of the keys :meth:`keys` last read
 
     def shared(self, load_id: str | None) -> DataFrame | None:
         """The id hashes kept by load ``load_id`` (the bronze as it left it), if there are."""
@@ -95,8 +95,7 @@ class KeyStore:
         from each file's bronze, read alone (bronze is partitioned by file)."""
         folders = []
         for source_file, load_id in sorted(loads.items()):
-            entry = _entry(source_file, load_id)
-            folder = self.kept(source_file, load_id) or self.computed.get(entry)
+            folder = self._folder(source_file, load_id)
             if folder is None:
                 of_file = F.col("source_file") == source_file
                 rows = (
@@ -104,16 +103,18 @@ class KeyStore:
                     if checked is None
                     else keys_of_checked(checked.where(of_file))
                 )
-                folder = self._compute(rows, entry)
+                folder = self._compute(rows, _entry(source_file, load_id))
             folders.append(folder)
-        self.folders = folders
         return self._read(folders, dispensing_keys(bronze))
 
-    def returns(self, keys: DataFrame) -> DataFrame:
-        """The returns among the keys :meth:`keys` last gave (``keys``): from each file's
-        kept returns, or from its keys where none are kept."""
+    def returns(self, keys: DataFrame, loads: Mapping[str, str]) -> DataFrame:
+        """The returns among ``keys``, which :meth:`keys` gave for the same ``loads``: from
+        each file's kept returns, or from its keys where none are kept."""
         parts = []
-        for folder in self.folders:
+        for source_file, load_id in sorted(loads.items()):
+            folder = self._folder(source_file, load_id)
+            if folder is None:
+                raise RxCohortError(f"no keys for {source_file} (a bug: keys() comes first)")
             kept = folder / RETURNS_DIR
             if not kept.is_dir():
                 parts.append(self._read([folder], keys).where(F.col("_return")))
@@ -123,6 +124,10 @@ class KeyStore:
         for part in parts[1:]:
             out = out.unionByName(part)
         return out
+
+    def _folder(self, source_file: str, load_id: str) -> Path | None:
+        """The folder of a file's keys, kept or computed by this load (None: neither)."""
+        return self.kept(source_file, load_id) or self.computed.get(_entry(source_file, load_id))
 
     def keys_of(self, rows: DataFrame, source_file: str, load_id: str) -> DataFrame:
         """The keys of one file's rows as one load wrote them (``rows``: those bronze rows,

@@ -915,7 +915,7 @@ class _IngestRun:
             flipped = keys.join(F.broadcast(turned), "_person", "left_semi")
         affected = affected_rows(
             keys,
-            returns=self.keystore.returns(keys),
+            returns=self.keystore.returns(keys, self.loads),
             files=tuple(names),
             flipped=flipped,
             removed=removed,
