@@ -65,7 +65,6 @@ class DataFile:
 
     path: str
     partition_values: dict[str, str | None]
-    size: int
     rows: int | None
     minimum: dict[str, Any]
     maximum: dict[str, Any]
@@ -100,7 +99,6 @@ def table_files(
             DataFile(
                 path=unquote(row["path"]),
                 partition_values=partitions,
-                size=int(row["size_bytes"]),
                 rows=value(row, "num_records"),
                 minimum={c: value(row, f"min.{c}") for c in columns},
                 maximum={c: value(row, f"max.{c}") for c in columns},

@@ -163,9 +163,7 @@ def refresh(
                 done(Step("ingest", str(delivery_dir), "gate_closed", str(exc), _since(started)))
                 return result
             done(_ingest_step(loaded, str(delivery_dir), _since(started)))
-            if warming is not None:
-                warming.join()
-            for source in studies:
+            for source in studies:  # (a module the thread is importing: the import waits)
                 done(_study_step(session, root, source, progress))
         finally:
             if warming is not None:
